@@ -1,0 +1,1 @@
+"""How parties talk: the HTTP API, message signatures, the peer client and the CLI."""

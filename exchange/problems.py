@@ -1,0 +1,158 @@
+"""Every error leaves the node as ``application/problem+json`` (RFC 9457).
+
+Domain code raises the exceptions of ``schemas.errors``; this is the one place that decides
+their HTTP status. Starlette finds a handler by walking the exception's class hierarchy, so
+one handler per branch is enough. Unexpected exceptions become a 500 that says nothing of
+the internals (they are logged, without request bodies or credentials).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nodes.reports import IdempotencyConflictError
+from schemas import errors
+from schemas.validation import ReportValidationError
+
+log = logging.getLogger("exchange")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class PayloadTooLargeError(errors.InvalidInputError):
+    """The request body is larger than this node accepts."""
+
+
+class UnsupportedMediaTypeError(errors.InvalidInputError):
+    """The request body is in a format this endpoint does not read."""
+
+
+class RowProblem(BaseModel):
+    row: int = Field(description="Data row number, counted from 1 (a CSV header is not a row)")
+    field: str
+    value: str
+    reason: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with our extension members."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[RowProblem] | None = Field(default=None, description="Invalid rows, capped")
+    total_errors: int | None = Field(default=None, description="All invalid values, shown or not")
+
+
+_STATUS: list[tuple[type[errors.ExchangeError], int, str]] = [
+    (PayloadTooLargeError, 413, "Payload too large"),
+    (UnsupportedMediaTypeError, 415, "Unsupported media type"),
+    (errors.InvalidInputError, 422, "Invalid request"),
+    (IdempotencyConflictError, 422, "Idempotency key reused"),
+    (errors.NotFoundError, 404, "Not found"),
+    (errors.ConflictError, 409, "Conflict"),
+    (errors.AuthenticationError, 401, "Authentication required"),
+    (errors.ForbiddenError, 403, "Forbidden"),
+    (errors.BudgetExhaustedError, 429, "Privacy budget exhausted"),
+]
+
+
+def status_of(exc: errors.ExchangeError) -> tuple[int, str]:
+    for cls, code, title in _STATUS:
+        if isinstance(exc, cls):
+            return code, title
+    return 400, "Bad request"
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    slug = title.lower().replace(" ", "-")
+    body: dict[str, Any] = {
+        "type": f"urn:exchange:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def _exchange_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.ExchangeError)
+    status, title = status_of(exc)
+    headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if status == 401 else None
+    extra: dict[str, Any] = dict(getattr(exc, "problem_extra", {}) or {})
+    if isinstance(exc, ReportValidationError):
+        extra["errors"] = [e.__dict__ for e in exc.errors]
+        extra["total_errors"] = exc.total
+    return problem_response(status, title, str(exc), headers=headers, **extra)
+
+
+async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    issues = [
+        {"location": ".".join(str(p) for p in e.get("loc", ())), "reason": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    detail = (
+        "; ".join(f"{i['location']}: {i['reason']}" for i in issues[:5]) or "the request is invalid"
+    )
+    return problem_response(422, "Invalid request", detail, invalid_params=issues)
+
+
+async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else "the request could not be served"
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    return problem_response(exc.status_code, title, detail, headers=dict(exc.headers or {}) or None)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+    )
+    return problem_response(
+        500, "Internal error", "the node failed to answer; the operator can see why in its log"
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.ExchangeError, _exchange_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+_DESCRIPTIONS = {
+    401: "No bearer token, or one this node does not accept",
+    403: "The credential may not do this",
+    404: "No such resource",
+    409: "Conflicts with what is stored",
+    413: "The body is larger than this node accepts",
+    415: "The body is not JSON or CSV",
+    422: "The request or its values are invalid; invalid rows are listed",
+    429: "The privacy budget cannot pay for this release",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the errors an operation can return, all problem+json."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS[status],
+            "model": Problem,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

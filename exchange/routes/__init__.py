@@ -1,0 +1,1 @@
+"""HTTP routes, one module per audience: agencies, schemas (public metadata), health."""

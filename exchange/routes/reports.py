@@ -1,0 +1,187 @@
+"""The agency API: push reports, list and read back one's own."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from exchange.dependencies import CurrentAgency, NodeDep
+from exchange.problems import documented
+from exchange.uploads import media_type, parse_report, read_body
+from nodes import reports
+from nodes.node import Node
+from nodes.tokens import TokenRecord
+from schemas.errors import ForbiddenError
+
+router = APIRouter(prefix="/v1/reports", tags=["agency"])
+
+SchemaId = Annotated[
+    str, Path(description="A schema id, name@version", examples=["weekly_epi@1"], max_length=64)
+]
+
+
+class Receipt(BaseModel):
+    """What the node stored (or, for a dry run, would store)."""
+
+    report_id: int | None
+    schema_id: str
+    received_at: dt.datetime
+    rows: int
+    superseded_rows: int
+    content_sha256: str
+    idempotency_key: str | None
+    dry_run: bool = False
+    replayed: bool = False
+
+
+class ReportList(BaseModel):
+    reports: list[Receipt]
+    next_before: int | None
+
+
+class ReportDetail(Receipt):
+    stored_rows: list[dict[str, Any]]
+    offset: int
+
+
+def _receipt(stored: reports.StoredReport, *, dry_run: bool = False) -> Receipt:
+    return Receipt(
+        report_id=None if dry_run else stored.id,
+        schema_id=stored.schema_id,
+        received_at=stored.received_at,
+        rows=stored.rows,
+        superseded_rows=stored.superseded_rows,
+        content_sha256=stored.content_sha256,
+        idempotency_key=stored.idempotency_key,
+        dry_run=dry_run,
+        replayed=stored.replayed,
+    )
+
+
+_PUSH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["rows"],
+                    "properties": {
+                        "rows": {"type": "array", "items": {"type": "object"}},
+                        "generated_at": {"type": "string", "format": "date-time"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/{schema_id}",
+    status_code=201,
+    response_model=Receipt,
+    responses={
+        200: {"model": Receipt, "description": "Dry run: what would be stored"},
+        **documented(401, 403, 404, 413, 415, 422),
+    },
+    openapi_extra=_PUSH_BODY,
+    summary="Push a report (JSON or CSV); all or nothing",
+)
+async def push_report(
+    schema_id: SchemaId,
+    request: Request,
+    response: Response,
+    node: NodeDep,
+    agency: CurrentAgency,
+    dry_run: Annotated[bool, Query(description="Validate and preview; store nothing")] = False,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> Receipt:
+    schema = node.registry.get(schema_id)
+    if not agency.may_push(schema.id):
+        raise ForbiddenError(
+            f"token '{agency.name}' may not push {schema.id}; it may push {', '.join(agency.schemas)}"
+        )
+    body = await read_body(request, node.settings.max_body_bytes)
+    stored = await run_in_threadpool(
+        _validate_and_store,
+        node,
+        agency,
+        schema_id,
+        body,
+        media_type(request),
+        idempotency_key,
+        dry_run,
+    )
+    if dry_run:
+        response.status_code = 200
+    if stored.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return _receipt(stored, dry_run=dry_run)
+
+
+def _validate_and_store(
+    node: Node,
+    agency: TokenRecord,
+    schema_id: str,
+    body: bytes,
+    content_type: str,
+    key: str | None,
+    dry_run: bool,
+) -> reports.StoredReport:
+    batch = parse_report(body, content_type, node.registry.get(schema_id), node.validation)
+    return reports.store(
+        node.engine,
+        batch=batch,
+        token=agency,
+        idempotency_key=key,
+        now=dt.datetime.now(dt.UTC),
+        dry_run=dry_run,
+    )
+
+
+@router.get(
+    "",
+    response_model=ReportList,
+    responses=documented(401, 403, 422),
+    summary="List your own reports",
+)
+async def list_reports(
+    node: NodeDep,
+    agency: CurrentAgency,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="Only reports with a smaller id")] = None,
+) -> ReportList:
+    found = await run_in_threadpool(
+        reports.list_for, node.engine, token=agency, limit=limit, before=before
+    )
+    next_before = found[-1].id if len(found) == limit else None
+    return ReportList(reports=[_receipt(r) for r in found], next_before=next_before)
+
+
+@router.get(
+    "/{report_id}",
+    response_model=ReportDetail,
+    responses=documented(401, 403, 404, 422),
+    summary="Read back one of your reports with its stored rows",
+)
+async def get_report(
+    report_id: Annotated[int, Path(ge=1, le=2**62)],
+    node: NodeDep,
+    agency: CurrentAgency,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> ReportDetail:
+    stored = await run_in_threadpool(
+        reports.get_for, node.engine, token=agency, report_id=report_id
+    )
+    rows = await run_in_threadpool(
+        reports.rows_of, node.engine, token=agency, report_id=report_id, offset=offset, limit=limit
+    )
+    return ReportDetail(**_receipt(stored).model_dump(), stored_rows=rows, offset=offset)
