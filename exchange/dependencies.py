@@ -51,3 +51,4 @@ def _role(required: tokens.Role) -> Callable[[TokenRecord], Awaitable[TokenRecor
 
 CurrentAgency = Annotated[TokenRecord, Depends(_role("agency"))]
 CurrentAuditor = Annotated[TokenRecord, Depends(_role("auditor"))]
+CurrentOperator = Annotated[TokenRecord, Depends(_role("operator"))]

@@ -19,8 +19,8 @@ from nodes.database import reading, writing
 from nodes.tables import tokens
 from schemas.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 
-Role = Literal["agency", "auditor"]
-ROLES: tuple[Role, ...] = ("agency", "auditor")
+Role = Literal["agency", "auditor", "operator"]
+ROLES: tuple[Role, ...] = ("agency", "auditor", "operator")
 PREFIX = "xt_"
 
 

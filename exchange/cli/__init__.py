@@ -1,0 +1,21 @@
+"""The ``exchange`` command line (typer + rich). One module per group of commands."""
+
+from __future__ import annotations
+
+import typer
+
+from exchange.cli import node_commands, push_commands, token_commands
+
+app = typer.Typer(
+    name="exchange",
+    help="Run and use a node of the crisis data exchange.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens and keys
+)
+
+for module in (node_commands, token_commands, push_commands):
+    module.register(app)
+
+
+def main() -> None:
+    app()

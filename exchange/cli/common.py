@@ -1,0 +1,46 @@
+"""What every command shares: opening a node directory, printing errors the same way."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from nodes.node import Node
+from nodes.settings import NodeSettings
+from schemas.errors import ExchangeError
+
+console = Console()
+errors = Console(stderr=True)
+
+NodeDir = Annotated[Path, typer.Argument(help="The node directory (made by 'exchange init')")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@contextmanager
+def open_node(directory: Path) -> Iterator[Node]:
+    """Open a node for one command; domain errors become one red line, not a traceback."""
+    try:
+        settings = NodeSettings.load(directory)
+        node = Node.open(settings)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    try:
+        yield node
+    except ExchangeError as exc:
+        fail(str(exc))
+    finally:
+        node.close()

@@ -1,0 +1,111 @@
+"""Commands that create, serve and upgrade a node, and list its schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from exchange.cli.common import NodeDir, console, fail, open_node
+from nodes import migrate
+from nodes.database import make_engine
+from nodes.directory import NodeExistsError, init_node
+from nodes.settings import InsecureSettingsError, NodeSettings
+from schemas.gazetteer import Gazetteer
+from schemas.registry import SchemaRegistry
+
+
+def init(
+    directory: NodeDir,
+    node_id: Annotated[str, typer.Option(help="Short node id, e.g. an ISO 3166-1 code: HT, XA")],
+    name: Annotated[str, typer.Option(help="Human-readable node name")],
+    public_url: Annotated[
+        str, typer.Option(help="Where partners reach this node")
+    ] = "http://127.0.0.1:8000",
+    database_url: Annotated[str, typer.Option(help="PostgreSQL URL; default: SQLite in DIR")] = "",
+    gazetteer: Annotated[
+        Path | None,
+        typer.Option(help="CSV of code,name,level,parent; default: ISO 3166-2 or a sample"),
+    ] = None,
+    week_system: Annotated[str, typer.Option(help="iso or mmwr")] = "iso",
+) -> None:
+    """Create a node directory: settings, identity key (mode 0600), gazetteer, database."""
+    chosen = Gazetteer.from_csv_text(gazetteer.read_text(encoding="utf-8")) if gazetteer else None
+    try:
+        settings, key = init_node(
+            directory,
+            node_id=node_id,
+            name=name,
+            public_url=public_url,
+            database_url=database_url,
+            gazetteer=chosen,
+            week_system=week_system,
+        )
+    except (NodeExistsError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"Created node [bold]{settings.node_id}[/] in {settings.directory}")
+    console.print(
+        f"Identity key id: [bold]{key.kid}[/] (tell partners this fingerprint out of band)"
+    )
+
+
+def serve(
+    directory: NodeDir,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server worker processes")] = 1,
+) -> None:
+    """Apply migrations and serve the node's HTTP API."""
+    import uvicorn
+
+    try:
+        settings = NodeSettings.load(directory)
+        settings.require_secure()
+    except (FileNotFoundError, InsecureSettingsError, ValueError) as exc:
+        fail(str(exc))
+    engine = make_engine(settings.database)
+    migrate.upgrade(engine)
+    engine.dispose()
+    import os
+
+    os.environ["EXCHANGE_NODE_DIR"] = str(settings.directory)
+    uvicorn.run(
+        "exchange.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        server_header=False,
+    )
+
+
+def db_upgrade(directory: NodeDir) -> None:
+    """Bring the node database to the latest migration."""
+    with open_node(directory) as node:
+        console.print(
+            f"Database at migration {migrate.current_revision(node.engine)} (head {migrate.head_revision()})"
+        )
+
+
+def schemas() -> None:
+    """List the standard report schemas."""
+    table = Table("id", "kind", "dimensions", "measures (contribution bound)")
+    for schema in SchemaRegistry():
+        table.add_row(
+            schema.id,
+            schema.kind.value,
+            ", ".join(schema.dimensions),
+            ", ".join(f"{m.name} ({m.contribution_bound})" for m in schema.measures),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(serve)
+    app.command()(schemas)
+    db = typer.Typer(help="Database migrations.", no_args_is_help=True)
+    db.command("upgrade")(db_upgrade)
+    app.add_typer(db, name="db")
