@@ -20,7 +20,9 @@ from nodes.node import Node
 from nodes.settings import NodeSettings
 
 POSTGRES_URL = os.environ.get("EXCHANGE_TEST_POSTGRES_URL", "")
-NO_POSTGRES = "EXCHANGE_TEST_POSTGRES_URL is not set; PostgreSQL tests need a server (.ci/run sets it)"
+NO_POSTGRES = (
+    "EXCHANGE_TEST_POSTGRES_URL is not set; PostgreSQL tests need a server (.ci/run sets it)"
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -50,7 +52,9 @@ def postgres_schema_url() -> Iterator[str]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> NodeSettings:
-    settings, _key = init_node(tmp_path / "node", node_id="XA", name="Republic of XA", database_url=database_url)
+    settings, _key = init_node(
+        tmp_path / "node", node_id="XA", name="Republic of XA", database_url=database_url
+    )
     return settings
 
 
@@ -74,7 +78,11 @@ def now() -> dt.datetime:
 @pytest.fixture
 def agency_secret(node: Node) -> str:
     _record, secret = tokens.issue_token(
-        node.engine, name="moh-surveillance", role="agency", schemas=("weekly_epi@1", "line_list@1"), now=now()
+        node.engine,
+        name="moh-surveillance",
+        role="agency",
+        schemas=("weekly_epi@1", "line_list@1"),
+        now=now(),
     )
     return secret
 

@@ -15,11 +15,15 @@ PUSH = "/v1/reports/weekly_epi@1"
 def stored_counts(node: Node) -> tuple[int, int]:
     with node.engine.connect() as conn:
         n_reports = conn.execute(select(func.count()).select_from(reports)).scalar_one()
-        n_cells = conn.execute(select(func.count()).select_from(cell_tables["weekly_epi@1"])).scalar_one()
+        n_cells = conn.execute(
+            select(func.count()).select_from(cell_tables["weekly_epi@1"])
+        ).scalar_one()
     return n_reports, n_cells
 
 
-def test_json_push_is_stored_and_read_back(client: TestClient, agency: dict[str, str], node: Node) -> None:
+def test_json_push_is_stored_and_read_back(
+    client: TestClient, agency: dict[str, str], node: Node
+) -> None:
     rows = weekly_rows()
     response = client.post(PUSH, json={"rows": rows}, headers=agency)
     assert response.status_code == 201, response.text
@@ -31,7 +35,9 @@ def test_json_push_is_stored_and_read_back(client: TestClient, agency: dict[str,
     assert sum(r["cases"] for r in detail["stored_rows"]) == 5 * len(rows)
 
 
-def test_csv_and_json_of_the_same_content_hash_alike(client: TestClient, agency: dict[str, str]) -> None:
+def test_csv_and_json_of_the_same_content_hash_alike(
+    client: TestClient, agency: dict[str, str]
+) -> None:
     rows = weekly_rows()
     as_json = client.post(PUSH, json=rows, headers=agency).json()
     as_text = client.post(
@@ -41,7 +47,9 @@ def test_csv_and_json_of_the_same_content_hash_alike(client: TestClient, agency:
     assert as_text["superseded_rows"] == len(rows)  # the same cells again: a correction
 
 
-def test_correction_supersedes_only_the_cells_it_states(client: TestClient, agency: dict[str, str], node: Node) -> None:
+def test_correction_supersedes_only_the_cells_it_states(
+    client: TestClient, agency: dict[str, str], node: Node
+) -> None:
     client.post(PUSH, json={"rows": weekly_rows(range(1, 3))}, headers=agency)
     correction = weekly_rows(range(2, 4), cases=9)  # week 2 again, week 3 new
     receipt = client.post(PUSH, json={"rows": correction}, headers=agency).json()
@@ -49,7 +57,9 @@ def test_correction_supersedes_only_the_cells_it_states(client: TestClient, agen
     table = cell_tables["weekly_epi@1"]
     with node.engine.connect() as conn:
         current = conn.execute(
-            select(table.c.week, func.sum(table.c.cases)).where(table.c.superseded_by.is_(None)).group_by(table.c.week)
+            select(table.c.week, func.sum(table.c.cases))
+            .where(table.c.superseded_by.is_(None))
+            .group_by(table.c.week)
         ).all()
         history = conn.execute(select(func.count()).select_from(table)).scalar_one()
     assert dict(current) == {"2026-W01": 20, "2026-W02": 36, "2026-W03": 36}
@@ -99,7 +109,9 @@ def test_a_bad_report_lists_every_bad_row_and_stores_nothing(
     assert stored_counts(node) == (0, 0)
 
 
-def test_errors_are_capped_with_a_count_of_the_rest(client: TestClient, agency: dict[str, str]) -> None:
+def test_errors_are_capped_with_a_count_of_the_rest(
+    client: TestClient, agency: dict[str, str]
+) -> None:
     rows = weekly_rows(range(1, 53))
     for row in rows:
         row["sex"] = "x"
@@ -109,15 +121,30 @@ def test_errors_are_capped_with_a_count_of_the_rest(client: TestClient, agency: 
 
 
 def test_naive_generated_at_is_refused(client: TestClient, agency: dict[str, str]) -> None:
-    response = client.post(PUSH, json={"rows": weekly_rows(), "generated_at": "2026-01-05T10:00:00"}, headers=agency)
+    response = client.post(
+        PUSH, json={"rows": weekly_rows(), "generated_at": "2026-01-05T10:00:00"}, headers=agency
+    )
     assert response.status_code == 422
     assert "generated_at" in response.json()["detail"]
-    aware = client.post(PUSH, json={"rows": weekly_rows(), "generated_at": "2026-01-05T10:00:00+01:00"}, headers=agency)
+    aware = client.post(
+        PUSH,
+        json={"rows": weekly_rows(), "generated_at": "2026-01-05T10:00:00+01:00"},
+        headers=agency,
+    )
     assert aware.status_code == 201
 
 
-def test_line_list_derives_the_week_from_the_report_date(client: TestClient, agency: dict[str, str], node: Node) -> None:
-    case = {"case_id": "c-1", "area": "XA-P1-D2", "report_date": "2026-01-01", "age_band": "5-14", "sex": "female", "outcome": "recovered"}
+def test_line_list_derives_the_week_from_the_report_date(
+    client: TestClient, agency: dict[str, str], node: Node
+) -> None:
+    case = {
+        "case_id": "c-1",
+        "area": "XA-P1-D2",
+        "report_date": "2026-01-01",
+        "age_band": "5-14",
+        "sex": "female",
+        "outcome": "recovered",
+    }
     response = client.post("/v1/reports/line_list@1", json={"rows": [case]}, headers=agency)
     assert response.status_code == 201, response.text
     table = cell_tables["line_list@1"]
