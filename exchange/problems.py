@@ -128,6 +128,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    use_problem_json_in_openapi(app)
     app.add_exception_handler(errors.ExchangeError, _exchange_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
@@ -156,3 +157,34 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def use_problem_json_in_openapi(app: FastAPI) -> None:
+    """Document FastAPI's own 422s as what they really are: problem+json."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in schemas:  # every route documents its errors, so this is a guard
+            definition = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(definition.pop("$defs", {}))
+            schemas["Problem"] = definition
+        for path in spec.get("paths", {}).values():
+            for operation in path.values():
+                response = operation.get("responses", {}).get("422")
+                if response is not None:
+                    response["description"] = _DESCRIPTIONS[422]
+                    response["content"] = {
+                        PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            spec["components"]["schemas"].pop(unused, None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

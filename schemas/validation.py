@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import operator
 import re
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -78,17 +79,22 @@ class Batch:
         return zip(*(self.columns[name] for name in self.schema.stored_columns), strict=True)
 
     def content_sha256(self) -> str:
-        """SHA-256 over the normalized columns: the same content as CSV or JSON hashes alike."""
+        """SHA-256 over the normalized columns: the same content as CSV or JSON hashes alike.
+
+        Counts are hashed as little-endian int64 (``array`` packs them in C), text joined
+        with a unit separator; the column name and a group separator frame each column.
+        """
         digest = hashlib.sha256()
         for name in self.schema.stored_columns:
             column = self.columns[name]
             digest.update(name.encode() + b"\x1e")
-            text = (
-                "\x1f".join(map(str, column))
-                if None not in column
-                else "\x1f".join("" if v is None else str(v) for v in column)
-            )
-            digest.update(text.encode() + b"\x1d")
+            if self.schema.dimension_type(name) == FieldType.COUNT and None not in column:
+                digest.update(array("q", cast(list[int], column)).tobytes())
+            elif None not in column:
+                digest.update("\x1f".join(cast(list[str], column)).encode())
+            else:
+                digest.update("\x1f".join("" if v is None else str(v) for v in column).encode())
+            digest.update(b"\x1d")
         return digest.hexdigest()
 
 
@@ -120,13 +126,30 @@ def from_csv_rows(
                 errors.add(i, "*", f"{len(row)} values", f"expected {width} values like the header")
         raise ReportValidationError(errors.items, errors.total)
     transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
-    columns = dict(zip(header, transposed, strict=True))
-    return _validate(schema, columns, len(rows), ctx, from_text=True)
+    return from_text_columns(schema, header, transposed, len(rows), ctx)
+
+
+def from_text_columns(
+    schema: ReportSchema,
+    header: Sequence[str],
+    columns: Sequence[Sequence[str]],
+    rows: int,
+    ctx: ValidationContext,
+) -> Batch:
+    """Validate text columns of equal length ``rows`` (a CSV already split by column)."""
+    _check_header(schema, header)
+    if rows == 0:
+        raise ReportShapeError(
+            "the CSV has a header but no rows; a report states at least one cell"
+        )
+    return _validate(schema, dict(zip(header, columns, strict=True)), rows, ctx, from_text=True)
 
 
 def from_json_rows(schema: ReportSchema, rows: Sequence[object], ctx: ValidationContext) -> Batch:
     """Validate a JSON array of row objects; values must have their JSON types (no "5" for 5)."""
-    if rows and set(map(type, rows)) != {dict}:
+    if not rows:
+        raise ReportShapeError("the report has no rows; a report states at least one cell")
+    if set(map(type, rows)) != {dict}:
         raise ReportShapeError("'rows' must be an array of objects, one per row")
     dict_rows: Sequence[dict[str, object]] = rows  # type: ignore[assignment]
     names = set(chain.from_iterable(dict_rows))

@@ -1,9 +1,69 @@
-"""Pushing a report file to a node (filled in below)."""
+"""``exchange push``: send a JSON or CSV report file to a node, with a progress bar."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import httpx2
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from exchange.cli.common import console, fail
+from exchange.push_client import DEFAULT_CHUNK_ROWS, PushError, push_file
+
+
+def _count_rows(path: Path) -> int | None:
+    if path.suffix.lower() == ".json":
+        return None
+    with path.open("rb") as handle:
+        return max(sum(1 for _ in handle) - 1, 0)
+
+
+def push(
+    schema_id: Annotated[str, typer.Argument(help="Schema id, e.g. weekly_epi@1")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A .csv or .json report")
+    ],
+    url: Annotated[str, typer.Option(help="The node's base URL")],
+    token: Annotated[
+        str, typer.Option(envvar="EXCHANGE_TOKEN", help="Agency token (or EXCHANGE_TOKEN)")
+    ],
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per request")] = DEFAULT_CHUNK_ROWS,
+    dry_run: Annotated[bool, typer.Option(help="Validate only; store nothing")] = False,
+) -> None:
+    """Push a report. Each chunk is idempotent: after an interruption, run the same command again."""
+    total = _count_rows(file)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with (
+        httpx2.Client(base_url=url, timeout=httpx2.Timeout(120.0, connect=10.0)) as client,
+        Progress(*columns, console=console, transient=False) as progress,
+    ):
+        task = progress.add_task(f"{schema_id} rows", total=total)
+        try:
+            result = push_file(
+                client,
+                token=token,
+                schema_id=schema_id,
+                path=file,
+                chunk_rows=chunk_rows,
+                dry_run=dry_run,
+                on_chunk=lambda rows: progress.advance(task, rows),
+            )
+        except PushError as exc:
+            progress.stop()
+            fail(str(exc))
+    verb = "would store" if dry_run else "stored"
+    console.print(
+        f"{verb} {result.rows} rows in {result.chunks} chunk(s); "
+        f"{result.replayed_chunks} already there, {result.superseded_rows} older rows superseded"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Registered once the push client exists."""
+    app.command()(push)

@@ -15,7 +15,6 @@ from exchange.uploads import media_type, parse_report, read_body
 from nodes import reports
 from nodes.node import Node
 from nodes.tokens import TokenRecord
-from schemas.errors import ForbiddenError
 
 router = APIRouter(prefix="/v1/reports", tags=["agency"])
 
@@ -71,7 +70,12 @@ _PUSH_BODY = {
                     "type": "object",
                     "required": ["rows"],
                     "properties": {
-                        "rows": {"type": "array", "items": {"type": "object"}},
+                        "rows": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "object"},
+                            "description": "Rows as described by GET /v1/schemas/{schema_id}",
+                        },
                         "generated_at": {"type": "string", "format": "date-time"},
                     },
                     "additionalProperties": False,
@@ -104,9 +108,10 @@ async def push_report(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> Receipt:
     schema = node.registry.get(schema_id)
-    if not agency.may_push(schema.id):
-        raise ForbiddenError(
-            f"token '{agency.name}' may not push {schema.id}; it may push {', '.join(agency.schemas)}"
+    if not agency.may_push(schema.id):  # logged, then 403, before the body is read
+        now = dt.datetime.now(dt.UTC)
+        await run_in_threadpool(
+            reports.refuse_push, node.engine, token=agency, schema_id=schema.id, now=now
         )
     body = await read_body(request, node.settings.max_body_bytes)
     stored = await run_in_threadpool(
@@ -156,7 +161,9 @@ async def list_reports(
     node: NodeDep,
     agency: CurrentAgency,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only reports with a smaller id")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="Only reports with a smaller id")
+    ] = None,
 ) -> ReportList:
     found = await run_in_threadpool(
         reports.list_for, node.engine, token=agency, limit=limit, before=before

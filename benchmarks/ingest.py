@@ -1,0 +1,180 @@
+"""Ingest throughput: CSV and JSON pushes through a real server on loopback, beside a raw
+``sqlite3.executemany`` of the same rows into the same kind of table, in the same run.
+
+    .venv/bin/python benchmarks/ingest.py            # 100,000 and 1,000,000 rows
+    .venv/bin/python benchmarks/ingest.py --rows 100000
+
+Prints rows/s for each, the ratio to the raw insert, and the server's peak memory (VmHWM),
+which should not grow with the file size because pushes are sent in bounded chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import csv
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import httpx2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from exchange.push_client import push_file
+from nodes import tokens
+from nodes.database import make_engine
+from nodes.directory import init_node, sample_gazetteer
+from nodes.tables import cell_tables
+from tests.servers import free_port, kill_hard, start_server
+
+HEADER = ["area", "week", "age_band", "sex", "cases", "deaths", "admissions", "tests"]
+AGE_BANDS = ["0-4", "5-14", "15-24", "25-44", "45-64", "65+", "unknown"]
+SEXES = ["female", "male", "other", "unknown"]
+CHUNK = 50_000
+
+
+def gazetteer_districts() -> list[str]:
+    return [
+        a.code for a in sample_gazetteer("XA", provinces=25, districts=10).areas if a.level == 2
+    ]
+
+
+def rows(n: int) -> Iterator[tuple[str, str, str, str, int, int, int, int]]:
+    """Distinct cells: district x week (2024-2026) x age band x sex, with plausible counts."""
+    count = 0
+    for year in (2024, 2025, 2026):
+        for week in range(1, 53):
+            for district in gazetteer_districts():
+                for band in AGE_BANDS:
+                    for sex in SEXES:
+                        cases = (week * 7 + len(district) * 3 + count) % 97
+                        yield (
+                            district,
+                            f"{year}-W{week:02d}",
+                            band,
+                            sex,
+                            cases,
+                            cases // 20,
+                            cases // 8,
+                            cases * 3,
+                        )
+                        count += 1
+                        if count == n:
+                            return
+
+
+def write_files(n: int, directory: Path) -> tuple[Path, Path]:
+    csv_path, json_path = directory / f"weekly-{n}.csv", directory / f"weekly-{n}.json"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(HEADER)
+        writer.writerows(rows(n))
+    with json_path.open("w") as handle:
+        json.dump({"rows": [dict(zip(HEADER, r, strict=True)) for r in rows(n)]}, handle)
+    return csv_path, json_path
+
+
+def raw_sqlite_rate(n: int, directory: Path) -> float:
+    """The baseline: the same rows, already parsed, into an identical table, committed per chunk."""
+    path = directory / "raw.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    from nodes import migrate
+
+    migrate.upgrade(engine)
+    engine.dispose()
+    table = cell_tables["weekly_epi@1"].name
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=FULL"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute(
+        "INSERT INTO tokens (id, name, role, schemas, secret_sha256, created_at) VALUES (1,'b','agency','[]','x','2026-01-01')"
+    )
+    columns = ", ".join(["report_id", *HEADER])
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * (len(HEADER) + 1))})"
+    source = rows(n)
+    started = time.perf_counter()
+    report = 0
+    while chunk := list(islice(source, CHUNK)):
+        report += 1
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO reports (id, schema_id, token_id, received_at, content_sha256, row_count, superseded_rows) "
+            "VALUES (?, 'weekly_epi@1', 1, '2026-01-01', 'x', ?, 0)",
+            (report, len(chunk)),
+        )
+        conn.executemany(sql, [(report, *r) for r in chunk])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return n / elapsed
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def push_rate(path: Path, schema_root: Path, label: str) -> tuple[float, float]:
+    node_dir = schema_root / label
+    settings, _key = init_node(
+        node_dir, node_id="XA", name="Bench", gazetteer=sample_gazetteer("XA", 25, 10)
+    )
+    engine = make_engine(settings.database)
+    _record, secret = tokens.issue_token(
+        engine,
+        name="bench",
+        role="agency",
+        schemas=("weekly_epi@1",),
+        now=dt.datetime.now(dt.UTC),
+    )
+    engine.dispose()
+    port = free_port()
+    server = start_server(node_dir, port)
+    try:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            started = time.perf_counter()
+            result = push_file(
+                client, token=secret, schema_id="weekly_epi@1", path=path, chunk_rows=CHUNK
+            )
+            elapsed = time.perf_counter() - started
+        memory = peak_rss_mib(server.pid)
+    finally:
+        kill_hard(server)
+    return result.rows / elapsed, memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rows", type=int, action="append", help="row counts (default 100000 and 1000000)"
+    )
+    args = parser.parse_args()
+    sizes = args.rows or [100_000, 1_000_000]
+    print(
+        f"{'rows':>9} {'format':>6} {'ours rows/s':>12} {'raw rows/s':>11} {'ratio':>6} {'server peak MiB':>16}"
+    )
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            csv_path, json_path = write_files(n, root)
+            raw = raw_sqlite_rate(n, root)
+            for label, path in (("csv", csv_path), ("json", json_path)):
+                rate, memory = push_rate(path, root, label)
+                print(
+                    f"{n:>9} {label:>6} {rate:>12,.0f} {raw:>11,.0f} {rate / raw:>6.2f} {memory:>16.1f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
