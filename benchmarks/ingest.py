@@ -11,8 +11,8 @@ which should not grow with the file size because pushes are sent in bounded chun
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import csv
+import datetime as dt
 import json
 import sqlite3
 import sys
@@ -30,6 +30,7 @@ from exchange.push_client import push_file
 from nodes import tokens
 from nodes.database import make_engine
 from nodes.directory import init_node, sample_gazetteer
+from nodes.node import Node
 from nodes.tables import cell_tables
 from tests.servers import free_port, kill_hard, start_server
 
@@ -127,15 +128,15 @@ def push_rate(path: Path, schema_root: Path, label: str) -> tuple[float, float]:
     settings, _key = init_node(
         node_dir, node_id="XA", name="Bench", gazetteer=sample_gazetteer("XA", 25, 10)
     )
-    engine = make_engine(settings.database)
+    node = Node.open(settings)
     _record, secret = tokens.issue_token(
-        engine,
+        node.engine,
         name="bench",
         role="agency",
         schemas=("weekly_epi@1",),
         now=dt.datetime.now(dt.UTC),
     )
-    engine.dispose()
+    node.close()
     port = free_port()
     server = start_server(node_dir, port)
     try:

@@ -16,7 +16,7 @@ from nodes.settings import NodeSettings
 from schemas.errors import ExchangeError
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 NodeDir = Annotated[Path, typer.Argument(help="The node directory (made by 'exchange init')")]
 
