@@ -74,3 +74,24 @@ def test_openapi_documents_problem_responses(client: TestClient) -> None:
         assert "application/problem+json" in push["responses"][status]["content"]
     assert set(push["requestBody"]["content"]) == {"application/json", "text/csv"}
     assert client.get("/docs").status_code == 200
+
+
+def test_metrics_need_an_operator_and_count_pushes(
+    client: TestClient, node: object, agency: dict[str, str]
+) -> None:
+    from nodes import tokens
+    from tests.conftest import now
+    from tests.samples import weekly_rows
+
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=agency).status_code == 403
+    client.post("/v1/reports/weekly_epi@1", json={"rows": weekly_rows()}, headers=agency)
+    _record, secret = tokens.issue_token(
+        node.engine, name="ops", role="operator", schemas=(), now=now()
+    )  # type: ignore[attr-defined]
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"}).text
+    assert 'exchange_report_rows_total{schema="weekly_epi@1"} 8.0' in text
+    assert (
+        'exchange_http_requests_total{method="POST",route="/v1/reports/{schema_id}",status="201"} 1.0'
+        in text
+    )

@@ -126,6 +126,9 @@ async def push_report(
     )
     if dry_run:
         response.status_code = 200
+    elif not stored.replayed:
+        request.app.state.metrics.reports.labels(stored.schema_id).inc()
+        request.app.state.metrics.rows.labels(stored.schema_id).inc(stored.rows)
     if stored.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return _receipt(stored, dry_run=dry_run)
