@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from exchange import problems
-from exchange.routes import health, reports, schemas
+from exchange import metrics, problems
+from exchange.checkpointing import keep_checkpoints
+from exchange.dependencies import reject_unknown_query_parameters
+from exchange.routes import audit, federation, health, policy, reports, schemas
 from nodes.node import Node
 from nodes.settings import NodeSettings
 
@@ -27,9 +30,13 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = node is None
         app.state.node = node or Node.open(settings)
+        checkpoints = asyncio.create_task(keep_checkpoints(app.state.node))
         try:
             yield
         finally:
+            checkpoints.cancel()
+            with suppress(asyncio.CancelledError):
+                await checkpoints
             if opened:
                 app.state.node.close()
 
@@ -38,9 +45,14 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query_parameters)],
     )
     problems.install(app)
+    metrics.install(app)
     app.include_router(reports.router)
     app.include_router(schemas.router)
     app.include_router(health.router)
+    app.include_router(audit.router)
+    app.include_router(policy.router)
+    app.include_router(federation.router)
     return app

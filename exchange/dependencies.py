@@ -6,17 +6,21 @@ caller dependencies serves nothing but public metadata.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from nodes import tokens
+from nodes.audit import events as audit_events
 from nodes.node import Node
 from nodes.tokens import TokenRecord
-from schemas.errors import AuthenticationError, ForbiddenError
+from schemas.errors import AuthenticationError, ForbiddenError, InvalidInputError
 
 _bearer = HTTPBearer(auto_error=False, description="Token issued by the node operator")
 
@@ -30,20 +34,69 @@ NodeDep = Annotated[Node, Depends(get_node)]
 
 
 async def current_token(
+    request: Request,
     node: NodeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenRecord:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise AuthenticationError("this endpoint needs 'Authorization: Bearer <token>'")
-    return await run_in_threadpool(tokens.authenticate, node.engine, credentials.credentials)
+    """The token behind the bearer credential; every failure is logged before the 401."""
+    try:
+        if (
+            credentials is None
+            or credentials.scheme.lower() != "bearer"
+            or not credentials.credentials
+        ):
+            raise AuthenticationError("this endpoint needs 'Authorization: Bearer <token>'")
+        return await run_in_threadpool(tokens.authenticate, node.engine, credentials.credentials)
+    except AuthenticationError as exc:
+        revoked = exc.token if isinstance(exc, tokens.RevokedTokenError) else None
+        await _log_refusal(
+            request,
+            node,
+            actor=revoked.name if revoked else audit_events.UNKNOWN,
+            role=revoked.role if revoked else audit_events.UNKNOWN,
+            action="auth.failed",
+            reason=str(exc),
+        )
+        raise
 
 
-def _role(required: tokens.Role) -> Callable[[TokenRecord], Awaitable[TokenRecord]]:
-    async def check(token: Annotated[TokenRecord, Depends(current_token)]) -> TokenRecord:
+async def _log_refusal(
+    request: Request, node: Node, *, actor: str, role: str, action: str, reason: str
+) -> None:
+    """Audit a refused request under its route template (never the raw, caller-chosen path)."""
+    route = request.scope.get("route")
+    template = route.path if isinstance(route, APIRoute) else "?"
+    await run_in_threadpool(
+        functools.partial(
+            audit_events.record_refusal,
+            node.engine,
+            actor=actor,
+            role=role,
+            action=action,
+            resource=f"{request.method} {template}",
+            reason=reason,
+            now=dt.datetime.now(dt.UTC),
+        )
+    )
+
+
+def _role(required: tokens.Role) -> Callable[..., Awaitable[TokenRecord]]:
+    async def check(
+        request: Request, node: NodeDep, token: Annotated[TokenRecord, Depends(current_token)]
+    ) -> TokenRecord:
         if token.role != required:
-            raise ForbiddenError(
+            error = ForbiddenError(
                 f"this endpoint is for the {required} role; token '{token.name}' is {token.role}"
             )
+            await _log_refusal(
+                request,
+                node,
+                actor=token.name,
+                role=token.role,
+                action="auth.forbidden",
+                reason=str(error),
+            )
+            raise error
         return token
 
     return check
@@ -52,3 +105,26 @@ def _role(required: tokens.Role) -> Callable[[TokenRecord], Awaitable[TokenRecor
 CurrentAgency = Annotated[TokenRecord, Depends(_role("agency"))]
 CurrentAuditor = Annotated[TokenRecord, Depends(_role("auditor"))]
 CurrentOperator = Annotated[TokenRecord, Depends(_role("operator"))]
+
+
+def _declared_query_names(route: APIRoute) -> set[str]:
+    names: set[str] = set()
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        names.update(p.alias for p in dependant.query_params)
+        stack.extend(dependant.dependencies)
+    return names
+
+
+async def reject_unknown_query_parameters(request: Request) -> None:
+    """A misspelt parameter must not be ignored: ``?dryrun=true`` would store the report."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    unknown = sorted(set(request.query_params) - _declared_query_names(route))
+    if unknown:
+        allowed = ", ".join(sorted(_declared_query_names(route))) or "none"
+        raise InvalidInputError(
+            f"unknown query parameter(s) {', '.join(map(repr, unknown))}; this endpoint takes: {allowed}"
+        )

@@ -19,9 +19,6 @@ Errors (``str(error)`` is safe to show the sender; details stay in ``__cause__``
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
 import secrets
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -47,6 +44,9 @@ from exchange.content_digest import DigestMismatchError as DigestMismatchError
 from exchange.content_digest import SignatureError as SignatureError
 from exchange.content_digest import content_digest as content_digest
 from exchange.content_digest import verify_content_digest as verify_content_digest
+from nodes.identity import key_id as key_id
+from nodes.identity import parse_public_key as parse_public_key
+from nodes.identity import public_key_text
 
 
 class MissingSignatureError(SignatureError):
@@ -87,38 +87,8 @@ _REQUIRED_PARAMETERS: Final = ("created", "keyid", "nonce", "tag")
 Headers = tuple[tuple[str, str], ...]
 KeyResolver = Callable[[str], Ed25519PublicKey | None]
 
-
-# -- keys ---------------------------------------------------------------------------------
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """Unpadded base64url of SHA-256 over the raw 32-byte key (43 characters).
-
-    Derived, never chosen: a key id cannot be made to name another node's key.
-    """
-    return _b64url(hashlib.sha256(public_key.public_bytes_raw()).digest())
-
-
-def serialize_public_key(public_key: Ed25519PublicKey) -> str:
-    """Unpadded base64url of the raw 32-byte key, as in a JWK ``x`` member (RFC 8037)."""
-    return _b64url(public_key.public_bytes_raw())
-
-
-def parse_public_key(text: str) -> Ed25519PublicKey:
-    """Inverse of :func:`serialize_public_key`; raises ``ValueError`` on any other spelling.
-
-    Only the canonical form is accepted, so one key has exactly one text (and one key id).
-    """
-    if not re.fullmatch(r"[A-Za-z0-9_-]{43}", text):
-        raise ValueError("an Ed25519 public key is 43 characters of unpadded base64url")
-    key = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(text + "="))
-    if serialize_public_key(key) != text:
-        raise ValueError("the public key is not in canonical base64url form")
-    return key
+#: The canonical public key text; one definition, in :mod:`nodes.identity`.
+serialize_public_key = public_key_text
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -505,18 +475,21 @@ def response_from_httpx2(response: httpx2.Response) -> ResponseMessage:
 
 
 async def request_from_starlette(
-    request: StarletteRequest, *, public_base_url: str
+    request: StarletteRequest, *, public_base_url: str, body: bytes | None = None
 ) -> RequestMessage:
     """A received request, its URL rebuilt on this node's public base URL.
 
     The node judges ``@target-uri`` against the address partners know it by, not the Host
     header or a proxy's scheme, so a request signed for one node fails at another. The
     path is the one received, still percent-encoded (Starlette's ``url`` decodes it);
-    behind a proxy that strips a prefix, put that prefix in ``public_base_url``.
+    behind a proxy that strips a prefix, put that prefix in ``public_base_url``. Pass
+    ``body`` when the caller already read it (for example under a size limit).
     """
     scope = request.scope
     path = scope.get("raw_path") or quote(scope["path"]).encode()
     query = scope.get("query_string", b"")
     url = public_base_url.rstrip("/") + path.decode("latin-1")
     url += "?" + query.decode("latin-1") if query else ""
-    return RequestMessage(request.method, url, _fields(request.headers.raw), await request.body())
+    if body is None:
+        body = await request.body()
+    return RequestMessage(request.method, url, _fields(request.headers.raw), body)

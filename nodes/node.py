@@ -11,9 +11,12 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from nodes import migrate
+from nodes.audit.startup import open_log
 from nodes.database import make_engine
 from nodes.identity import NodeKey, load_current
+from nodes.policy_file import load_node_policy
 from nodes.settings import NodeSettings
+from policies.node_policy import NodePolicy
 from schemas.gazetteer import Gazetteer
 from schemas.registry import SchemaRegistry
 from schemas.validation import ValidationContext
@@ -25,15 +28,41 @@ class Node:
     engine: Engine
     gazetteer: Gazetteer
     registry: SchemaRegistry
+    policy: NodePolicy  # red lines and agreements (nodes.policy_file); no file: deny all
 
     @classmethod
-    def open(cls, settings: NodeSettings, *, upgrade: bool = True) -> Node:
-        """Connect, bring the database to the current migration, and load the gazetteer."""
+    def open(
+        cls, settings: NodeSettings, *, upgrade: bool = True, check_audit: bool = True
+    ) -> Node:
+        """Connect, migrate, check the audit log against its last checkpoint, load the gazetteer.
+
+        ``check_audit=False`` skips the audit start-up check (for forensics on a node that
+        refuses to start); a node opened that way must not serve.
+        """
         engine = make_engine(settings.database)
         if upgrade:
             migrate.upgrade(engine)
+        if check_audit:
+            # Refuses to serve a log that was cut short or rewritten (LogIntegrityError).
+            open_log(engine, node_id=settings.node_id, keys_dir=settings.keys_dir)
         gazetteer = Gazetteer.from_csv_text(settings.gazetteer_file.read_text(encoding="utf-8"))
-        return cls(settings=settings, engine=engine, gazetteer=gazetteer, registry=SchemaRegistry())
+        registry = SchemaRegistry()
+        try:  # an invalid policy stops the node, naming file, place and reason
+            policy = load_node_policy(settings, gazetteer=gazetteer, registry=registry)
+        except ValueError:
+            engine.dispose()
+            raise
+        return cls(
+            settings=settings, engine=engine, gazetteer=gazetteer, registry=registry, policy=policy
+        )
+
+    def reload_policy(self) -> NodePolicy:
+        """Re-read the policy file; keep the current policy if the new one does not validate
+        (PolicyError is raised and nothing changes)."""
+        self.policy = load_node_policy(
+            self.settings, gazetteer=self.gazetteer, registry=self.registry
+        )
+        return self.policy
 
     @cached_property
     def validation(self) -> ValidationContext:

@@ -10,11 +10,12 @@ import datetime as dt
 import zlib
 from dataclasses import dataclass, replace
 from itertools import repeat
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine, and_, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from nodes.audit.log import append
 from nodes.bulk import insert_rows
 from nodes.database import reading, writing
 from nodes.tables import cell_tables, reports
@@ -51,14 +52,16 @@ def store(
 ) -> StoredReport:
     """Store a validated report in one transaction; return only after it is committed."""
     if not token.may_push(batch.schema.id):
-        raise ForbiddenError(f"token '{token.name}' may not push {batch.schema.id}")
+        refuse_push(engine, token=token, schema_id=batch.schema.id, now=now)
     content = batch.content_sha256()
     for _attempt in range(2):
         try:
             with writing(engine, dry_run=dry_run) as conn:
                 earlier = _find_by_key(conn, token, idempotency_key)
                 if earlier is not None:
-                    return _replay(earlier, batch.schema.id, content)
+                    replayed = _replay(earlier, batch.schema.id, content)
+                    _log_push(conn, replayed, token=token, now=now)
+                    return replayed
                 return _insert(
                     conn, batch=batch, token=token, key=idempotency_key, content=content, now=now
                 )
@@ -119,12 +122,12 @@ def _insert(
     columns = schema.stored_columns
     rows = zip(repeat(report_id), *(batch.columns[c] for c in columns), strict=False)
     insert_rows(conn, table, ("report_id", *columns), rows)
-    superseded = _supersede(conn, schema.cell_key, table, report_id)
+    superseded = _supersede(conn, schema.cell_key, table, report_id, batch)
     if superseded:
         conn.execute(
             update(reports).where(reports.c.id == report_id).values(superseded_rows=superseded)
         )
-    return StoredReport(
+    stored = StoredReport(
         id=report_id,
         schema_id=schema.id,
         token_name=token.name,
@@ -134,10 +137,76 @@ def _insert(
         rows=batch.rows,
         superseded_rows=superseded,
     )
+    _log_push(conn, stored, token=token, now=now)  # last: the head lock is held to commit
+    return stored
 
 
-def _supersede(conn: Connection, cell_key: tuple[str, ...], table: Any, report_id: int) -> int:
-    """Mark older current rows of the cells this report states as superseded by it."""
+def _log_push(
+    conn: Connection, stored: StoredReport, *, token: TokenRecord, now: dt.datetime
+) -> None:
+    """The push's audit entry: schema, report id, row counts and content hash, never content."""
+    outcome = "replayed" if stored.replayed else "allowed"
+    reason = (
+        f"idempotent replay of report {stored.id}; nothing stored"
+        if stored.replayed
+        else f"{stored.rows} rows stored, {stored.superseded_rows} older rows superseded"
+    )
+    append(
+        conn,
+        actor=token.name,
+        role=token.role,
+        action="report.push",
+        resource=f"schema:{stored.schema_id}/report:{stored.id}",
+        outcome=outcome,
+        reason=reason,
+        request_digest=f"sha-256:{stored.content_sha256}",
+        now=now,
+    )
+
+
+def refuse_push(
+    engine: Engine, *, token: TokenRecord, schema_id: str, now: dt.datetime
+) -> NoReturn:
+    """Log a push outside the token's scope (in its own transaction), then refuse it.
+
+    Raises ForbiddenError, always.
+    """
+    allowed = ", ".join(token.schemas) or "nothing"
+    message = f"token '{token.name}' may not push {schema_id}; it may push {allowed}"
+    with writing(engine) as conn:
+        append(
+            conn,
+            actor=token.name,
+            role=token.role,
+            action="report.push",
+            resource=f"schema:{schema_id}",
+            outcome="denied",
+            reason=message,
+            now=now,
+        )
+    raise ForbiddenError(message)
+
+
+def _supersede(
+    conn: Connection, cell_key: tuple[str, ...], table: Any, report_id: int, batch: Batch
+) -> int:
+    """Mark older current rows of the cells this report states as superseded by it.
+
+    Most pushes state new cells only. A probe with the distinct values of the first two
+    key columns (a few hundred areas and weeks, not one per row) finds that out with a
+    handful of index lookups and skips the row-by-row join. The probe may over-match (an
+    older cell with one of the areas and one of the weeks); then the join decides.
+    """
+    prefix = cell_key[:2]
+    distinct = [sorted(set(batch.columns[k]), key=str) for k in prefix]
+    if sum(map(len, distinct)) < _MAX_PROBE_PARAMETERS:
+        probe = select(table.c.id).where(
+            table.c.report_id < report_id, table.c.superseded_by.is_(None)
+        )
+        for key, values in zip(prefix, distinct, strict=True):
+            probe = probe.where(table.c[key].in_(values))
+        if conn.execute(probe.limit(1)).first() is None:
+            return 0
     new = table.alias("new")
     old = table.alias("old")
     older_current = (
@@ -151,6 +220,9 @@ def _supersede(conn: Connection, cell_key: tuple[str, ...], table: Any, report_i
         update(table).where(table.c.id.in_(older_current)).values(superseded_by=report_id)
     )
     return int(result.rowcount)
+
+
+_MAX_PROBE_PARAMETERS = 30_000  # below SQLite's 32,766 bound parameters
 
 
 def _stored(m: Any, token_name: str) -> StoredReport:

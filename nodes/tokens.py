@@ -15,6 +15,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, select, update
 
+from nodes.audit.log import append
 from nodes.database import reading, writing
 from nodes.tables import tokens
 from schemas.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
@@ -44,6 +45,9 @@ class UnknownTokenError(AuthenticationError):
 class RevokedTokenError(AuthenticationError):
     """The token was revoked by the operator."""
 
+    #: The revoked token, so the failed attempt can be logged under its name.
+    token: TokenRecord | None = None
+
 
 def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -62,9 +66,18 @@ def _record(row: object) -> TokenRecord:
 
 
 def issue(
-    conn: Connection, *, name: str, role: Role, schemas: tuple[str, ...], now: dt.datetime
+    conn: Connection,
+    *,
+    name: str,
+    role: Role,
+    schemas: tuple[str, ...],
+    now: dt.datetime,
+    actor: str = "operator",
 ) -> tuple[TokenRecord, str]:
-    """Create a token; the plaintext is returned once and never stored."""
+    """Create a token; the plaintext is returned once and never stored (nor logged).
+
+    ``actor`` (who issued it) goes into the audit entry appended in the same transaction.
+    """
     if role not in ROLES:
         raise InvalidInputError(f"unknown role '{role}'; roles are {', '.join(ROLES)}")
     if role == "agency" and not schemas:
@@ -83,6 +96,17 @@ def issue(
     )
     token_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     assert token_id is not None
+    scope = f"; schemas {', '.join(sorted(schemas))}" if schemas else ""
+    append(
+        conn,
+        actor=actor,
+        role="operator",
+        action="token.issue",
+        resource=f"token:{name}",
+        outcome="allowed",
+        reason=f"issued a token of role {role}{scope}",
+        now=now,
+    )
     return TokenRecord(token_id, name, role, tuple(sorted(schemas)), now, None), secret
 
 
@@ -96,7 +120,11 @@ def authenticate(engine: Engine, secret: str) -> TokenRecord:
         raise UnknownTokenError("the bearer token is not known to this node")
     record = _record(row)
     if record.revoked_at is not None:
-        raise RevokedTokenError("the bearer token was revoked; ask the node operator for a new one")
+        error = RevokedTokenError(
+            "the bearer token was revoked; ask the node operator for a new one"
+        )
+        error.token = record
+        raise error
     return record
 
 
@@ -105,26 +133,50 @@ def list_all(engine: Engine) -> list[TokenRecord]:
         return [_record(r) for r in conn.execute(select(tokens).order_by(tokens.c.id))]
 
 
-def revoke(conn: Connection, *, name: str, now: dt.datetime) -> TokenRecord:
+def revoke(
+    conn: Connection, *, name: str, now: dt.datetime, actor: str = "operator"
+) -> TokenRecord:
+    """Revoke a token (idempotent) and log it, as ``actor``, in the same transaction."""
     row = conn.execute(select(tokens).where(tokens.c.name == name)).first()
     if row is None:
         raise NotFoundError(f"no token named '{name}'")
     record = _record(row)
+    reason = f"revoked a token of role {record.role}"
     if record.revoked_at is None:
         conn.execute(update(tokens).where(tokens.c.id == record.id).values(revoked_at=now))
         record = TokenRecord(
             record.id, record.name, record.role, record.schemas, record.created_at, now
         )
+    else:
+        reason = f"already revoked (role {record.role})"
+    append(
+        conn,
+        actor=actor,
+        role="operator",
+        action="token.revoke",
+        resource=f"token:{name}",
+        outcome="allowed",
+        reason=reason,
+        now=now,
+    )
     return record
 
 
 def issue_token(
-    engine: Engine, *, name: str, role: Role, schemas: tuple[str, ...], now: dt.datetime
+    engine: Engine,
+    *,
+    name: str,
+    role: Role,
+    schemas: tuple[str, ...],
+    now: dt.datetime,
+    actor: str = "operator",
 ) -> tuple[TokenRecord, str]:
     with writing(engine) as conn:
-        return issue(conn, name=name, role=role, schemas=schemas, now=now)
+        return issue(conn, name=name, role=role, schemas=schemas, now=now, actor=actor)
 
 
-def revoke_token(engine: Engine, *, name: str, now: dt.datetime) -> TokenRecord:
+def revoke_token(
+    engine: Engine, *, name: str, now: dt.datetime, actor: str = "operator"
+) -> TokenRecord:
     with writing(engine) as conn:
-        return revoke(conn, name=name, now=now)
+        return revoke(conn, name=name, now=now, actor=actor)

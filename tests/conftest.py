@@ -4,9 +4,11 @@ PostgreSQL too (each test in a schema of its own, dropped afterwards)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,27 @@ def agency_secret(node: Node) -> str:
 @pytest.fixture
 def agency(agency_secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {agency_secret}"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_urls(request: pytest.FixtureRequest) -> Iterator[Iterator[str]]:
+    """Fresh database URLs for several nodes in one test (federation): SQLite in each node's
+    directory, or one PostgreSQL schema per node (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield itertools.repeat("")
+        return
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    with ExitStack() as stack:
+
+        def fresh() -> Iterator[str]:
+            while True:
+                yield stack.enter_context(contextmanager(postgres_schema_url)())
+
+        yield fresh()
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as opened:
+        yield opened

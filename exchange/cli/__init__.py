@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from exchange.cli import node_commands, push_commands, token_commands
+from exchange.cli import (
+    audit_commands,
+    demo_commands,
+    node_commands,
+    peer_commands,
+    policy_commands,
+    pull_commands,
+    push_commands,
+    token_commands,
+)
 
 app = typer.Typer(
     name="exchange",
@@ -13,7 +22,16 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold tokens and keys
 )
 
-for module in (node_commands, token_commands, push_commands):
+for module in (
+    node_commands,
+    token_commands,
+    push_commands,
+    audit_commands,
+    policy_commands,
+    peer_commands,
+    pull_commands,
+    demo_commands,
+):
     module.register(app)
 
 

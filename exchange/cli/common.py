@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from nodes.audit.errors import AuditError
 from nodes.node import Node
 from nodes.settings import NodeSettings
 from schemas.errors import ExchangeError
@@ -30,13 +32,26 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def operator() -> str:
+    """The audit log's actor for a CLI command: ``operator:<OS account>``.
+
+    Not authenticated: whoever runs the CLI on the node's machine owns the node anyway; the
+    name tells an auditor which account did it.
+    """
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
+        user = "unknown"
+    return "operator:" + "".join(c if c.isprintable() else "?" for c in user)[:64]
+
+
 @contextmanager
 def open_node(directory: Path) -> Iterator[Node]:
     """Open a node for one command; domain errors become one red line, not a traceback."""
     try:
         settings = NodeSettings.load(directory)
         node = Node.open(settings)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, AuditError) as exc:
         fail(str(exc))
     try:
         yield node

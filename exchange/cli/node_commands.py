@@ -10,6 +10,8 @@ from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, fail, open_node
 from nodes import migrate
+from nodes.audit.errors import AuditError
+from nodes.audit.startup import open_log
 from nodes.database import make_engine
 from nodes.directory import NodeExistsError, init_node
 from nodes.settings import InsecureSettingsError, NodeSettings
@@ -67,7 +69,12 @@ def serve(
         fail(str(exc))
     engine = make_engine(settings.database)
     migrate.upgrade(engine)
-    engine.dispose()
+    try:  # say why in one line, before any worker starts (each worker checks again)
+        open_log(engine, node_id=settings.node_id, keys_dir=settings.keys_dir)
+    except AuditError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
     import os
 
     os.environ["EXCHANGE_NODE_DIR"] = str(settings.directory)

@@ -7,7 +7,7 @@ from typing import Annotated, cast
 import typer
 from rich.table import Table
 
-from exchange.cli.common import NodeDir, console, open_node, utcnow
+from exchange.cli.common import NodeDir, console, open_node, operator, utcnow
 from nodes import tokens
 
 
@@ -27,6 +27,7 @@ def create(
             role=cast(tokens.Role, role),
             schemas=tuple(schema or ()),
             now=utcnow(),
+            actor=operator(),
         )
     console.print(
         f"Token [bold]{record.name}[/] ({record.role}) created. Its secret, shown only now:"
@@ -55,7 +56,7 @@ def revoke(
 ) -> None:
     """Revoke a token at once; its holder gets 401 from now on."""
     with open_node(directory) as node:
-        record = tokens.revoke_token(node.engine, name=name, now=utcnow())
+        record = tokens.revoke_token(node.engine, name=name, now=utcnow(), actor=operator())
     console.print(f"Token [bold]{record.name}[/] revoked.")
 
 

@@ -1,12 +1,20 @@
-"""The audit log's pure core: entries, Merkle tree, checkpoints, exports, verification.
+"""The audit log: a pure core, and the storage and services built on it.
 
-No I/O and no database here; the storage layer calls these. Modules:
+The pure core (no I/O, no database; re-exported here):
 
 * `entry`: canonical entry bytes, leaf hash, the ``prev`` hash chain
-* `merkle`: RFC 6962 / RFC 9162 roots, inclusion and consistency proofs
+* `merkle`: RFC 6962 / RFC 9162 roots, inclusion and consistency proofs, `Frontier`
 * `checkpoint`: Ed25519-signed tree heads
 * `export`: writing an export file
 * `verifier`: the standalone offline verifier (stdlib + cryptography only)
+
+On the node's database (import them by module, so importing the core stays I/O-free):
+
+* `tables`: the audit tables; `log`: `append` inside the act's transaction
+* `tree`: roots and proofs from stored subtrees; `signer`: signing and reading checkpoints
+* `startup`: the check that refuses to serve a cut or rewritten log
+* `queries`, `exporting`: what auditors read; `events`: entries for refused requests
+* `witness`: peers' checkpoints and flags; `status`: the log at a glance (``/readyz``)
 """
 
 from nodes.audit.checkpoint import (

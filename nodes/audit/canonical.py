@@ -10,6 +10,7 @@ auditor's terminal prints can be steered by log content.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -27,13 +28,34 @@ _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 
 JsonScalar = str | int | None
 
+_JSON = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False, check_circular=False
+)
+
 
 def canonical_json(obj: Mapping[str, JsonScalar]) -> bytes:
     """Serialize a flat object as RFC 8785 bytes.
 
     Raises InvalidEntryError if a value cannot be canonicalized (an integer
     outside the safe range, a lone surrogate).
+
+    Why two paths: every audit append canonicalizes an entry, and the pure-Python
+    ``rfc8785`` costs about 20 microseconds an entry. For a flat object with ASCII
+    keys and only strings, safe integers and nulls, JCS is exactly what the
+    standard library's ``json`` writes with sorted keys, no whitespace and no
+    ASCII escaping (the same escapes: backslash, quote, the five short control
+    escapes, other controls as lowercase 4-digit hex; code-point order equals
+    UTF-16 order for ASCII keys), at a fifth of the cost. Anything else takes
+    ``rfc8785``. A property test holds the two paths to the same bytes.
     """
+    if all(type(k) is str and k.isascii() for k in obj) and all(
+        v is None or type(v) is str or (type(v) is int and -MAX_SAFE_INT <= v <= MAX_SAFE_INT)
+        for v in obj.values()
+    ):
+        try:
+            return _JSON.encode(obj).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEntryError("cannot canonicalize: CanonicalizationError") from None
     try:
         return rfc8785.dumps(dict(obj))
     except rfc8785.CanonicalizationError as exc:

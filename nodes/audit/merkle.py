@@ -13,6 +13,11 @@ root, an inclusion proof or a consistency proof costs O(log n) hashes once the
 levels are built, and building them costs n - 1 hashes done a level at a time
 (no recursion per leaf). Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2
 step by step; it raises `InvalidProofError` and never returns False.
+
+The same decomposition serves a tree kept in a database: `inclusion_ranges` and
+`consistency_ranges` name the leaf ranges a proof needs, `subtrees` the perfect
+subtrees each range folds from (`fold`), and `Frontier` extends a tree from its
+O(log n) right edge, reporting each subtree it completes so it can be stored.
 """
 
 from __future__ import annotations
@@ -94,21 +99,7 @@ class MerkleTree:
 
         Raises ValueError if ``index`` is not a leaf of the tree of ``size``.
         """
-        size = self._size_arg(size)
-        if not 0 <= index < size:
-            raise ValueError(f"leaf index {index} is outside a tree of size {size}")
-        path: list[bytes] = []
-        lo, hi = 0, size
-        while hi - lo > 1:
-            k = _split(hi - lo)
-            if index < lo + k:
-                path.append(self._range(lo + k, hi))
-                hi = lo + k
-            else:
-                path.append(self._range(lo, lo + k))
-                lo += k
-        path.reverse()
-        return path
+        return [self._range(lo, hi) for lo, hi in inclusion_ranges(index, self._size_arg(size))]
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """PROOF(old_size, D[new_size]) of RFC 9162 §2.1.4.1.
@@ -116,26 +107,8 @@ class MerkleTree:
         Empty when ``old_size`` is 0 or equals ``new_size``: there is nothing
         to prove. Raises ValueError if ``old_size > new_size``.
         """
-        new_size = self._size_arg(new_size)
-        if not 0 <= old_size <= new_size:
-            raise ValueError(f"no consistency proof from size {old_size} to {new_size}")
-        if old_size in (0, new_size):
-            return []
-        proof: list[bytes] = []
-        lo, hi, complete = 0, new_size, True
-        while old_size != hi:
-            k = _split(hi - lo)
-            if old_size <= lo + k:
-                proof.append(self._range(lo + k, hi))
-                hi = lo + k
-            else:
-                proof.append(self._range(lo, lo + k))
-                lo += k
-                complete = False
-        if not complete:
-            proof.append(self._range(lo, hi))
-        proof.reverse()
-        return proof
+        ranges = consistency_ranges(old_size, self._size_arg(new_size))
+        return [self._range(lo, hi) for lo, hi in ranges]
 
     def _size_arg(self, size: int | None) -> int:
         if size is None:
@@ -146,16 +119,130 @@ class MerkleTree:
 
     def _range(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) for a range aligned as the RFC recursion produces."""
-        pieces: list[bytes] = []
-        width = hi - lo
-        for height in range(width.bit_length() - 1, -1, -1):
-            if width >> height & 1:
-                pieces.append(self._levels[height][lo >> height])
-                lo += 1 << height
-        acc = pieces.pop()
-        while pieces:
-            acc = node_hash(pieces.pop(), acc)
-        return acc
+        return fold([self._levels[h][j] for h, j in subtrees(lo, hi)])
+
+
+def subtrees(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The perfect subtrees ``(height, index)`` that make up ``D[lo:hi]``, left to right.
+
+    ``(h, j)`` covers leaves ``j * 2**h`` to ``(j + 1) * 2**h - 1``. Valid for the ranges
+    the RFC recursion visits (and any prefix ``D[0:n]``); `fold` turns their hashes into
+    MTH(D[lo:hi]). A stored tree fetches exactly these hashes and nothing else.
+    """
+    pieces: list[tuple[int, int]] = []
+    width = hi - lo
+    for height in range(width.bit_length() - 1, -1, -1):
+        if width >> height & 1:
+            pieces.append((height, lo >> height))
+            lo += 1 << height
+    return pieces
+
+
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """Combine perfect-subtree hashes, left to right, into their range's root (right first)."""
+    acc = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        acc = node_hash(left, acc)
+    return acc
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots form PATH(index, D[size]), in proof order.
+
+    Raises ValueError if ``index`` is not a leaf of a tree of ``size``.
+    """
+    if type(index) is not int or type(size) is not int or not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    ranges: list[tuple[int, int]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots form PROOF(old_size, D[new_size]), in proof order.
+
+    Raises ValueError unless ``0 <= old_size <= new_size``.
+    """
+    if type(old_size) is not int or type(new_size) is not int or not 0 <= old_size <= new_size:
+        raise ValueError(f"no consistency proof from size {old_size} to {new_size}")
+    if old_size in (0, new_size):
+        return []
+    ranges: list[tuple[int, int]] = []
+    lo, hi, complete = 0, new_size, True
+    while old_size != hi:
+        k = _split(hi - lo)
+        if old_size <= lo + k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+            complete = False
+    if not complete:
+        ranges.append((lo, hi))
+    ranges.reverse()
+    return ranges
+
+
+class Frontier:
+    """The right edge of a growing tree: the roots of its perfect subtrees, largest first.
+
+    This is all a tree needs to keep to extend itself and give its root (RFC 9162's
+    "compact range" from 0): O(log n) hashes. `append` reports each perfect subtree a leaf
+    completes, so a store can save them as it goes; `root` folds the edge.
+    """
+
+    __slots__ = ("_edge", "_size")
+
+    def __init__(self, size: int = 0, edge: Sequence[bytes] = ()) -> None:
+        """``edge`` holds the hashes of `subtrees` ``(0, size)``, in that order.
+
+        Raises ValueError if their number does not match ``size``.
+        """
+        expected = subtrees(0, size)
+        if len(edge) != len(expected):
+            raise ValueError(f"a tree of size {size} has {len(expected)} edge subtrees")
+        for item in edge:
+            _check_hash(item, "edge hash", ValueError)
+        self._size = size
+        self._edge = [(h, j, e) for (h, j), e in zip(expected, edge, strict=True)]
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return self._size
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add one leaf hash; return the ``(height, index, hash)`` subtrees it completed."""
+        _check_hash(leaf, "leaf hash", ValueError)
+        edge = self._edge
+        node = (0, self._size, leaf)
+        completed: list[tuple[int, int, bytes]] = []
+        while edge and edge[-1][0] == node[0]:
+            height, index, left = edge.pop()
+            node = (height + 1, index >> 1, node_hash(left, node[2]))
+            completed.append(node)
+        edge.append(node)
+        self._size += 1
+        return completed
+
+    @property
+    def edge(self) -> list[tuple[int, int, bytes]]:
+        """The ``(height, index, hash)`` of each edge subtree, as `subtrees` (0, size) orders them."""
+        return list(self._edge)
+
+    def root(self) -> bytes:
+        """MTH of all leaves so far (``EMPTY_ROOT`` for none)."""
+        return fold([e for _h, _j, e in self._edge]) if self._edge else EMPTY_ROOT
 
 
 def root(leaf_hashes: Sequence[bytes]) -> bytes:

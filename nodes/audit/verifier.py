@@ -73,6 +73,7 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
 _HEX = frozenset("0123456789abcdef")
+_B64URL = re.compile(rb"[A-Za-z0-9_-]{43}")
 _NON_TEXT = frozenset({"seq", "policy_hash", "request_digest"})
 
 # An entry line is the RFC 8785 form of the entry object: these keys in this
@@ -236,7 +237,8 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def load_public_key(data: bytes) -> Ed25519PublicKey:
-    """Read an Ed25519 public key: PEM, DER, or the raw 32 bytes as hex or base64.
+    """Read an Ed25519 public key: PEM, DER, or the raw 32 bytes as hex, base64 or
+    unpadded base64url (the form node descriptors publish).
 
     Raises ValueError if ``data`` is none of these.
     """
@@ -248,6 +250,8 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
             key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(text.decode()))
         elif len(text) == 44:
             key = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+        elif len(text) == 43 and _B64URL.fullmatch(text):
+            key = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(text + b"="))
         else:
             key = serialization.load_der_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -572,7 +576,8 @@ class _Entries:
                     seq=s,
                 )
         if p == expected_prev:
-            return self._modified(i, f"its seq reads {s} but it chains directly after seq {i - 1}")
+            after = "the genesis value (it is the first entry)" if i == 0 else f"seq {i - 1}"
+            return self._modified(i, f"its seq reads {s} but it chains directly after {after}")
         if s < i:
             return self._explain_seq_conflict(i, s, leaf)
         holders = [q for q in self.positions(s - 1) if q != i]

@@ -1,0 +1,176 @@
+"""``exchange policy check``, ``exchange policy validate`` and ``exchange budget``.
+
+``policy check`` answers, before any partner asks: what would this partner get, at what
+cost, and why. It decides with the node's policy and reads the ledger; it releases and
+spends nothing. Exit status: 0 allowed (and affordable), 2 denied or over budget.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from exchange.cli.common import NodeDir, console, fail, open_node, utcnow
+from nodes import ledger, releases
+from nodes.database import reading
+from nodes.policy_file import validate_file
+from policies.budget import show
+from policies.decision import accounts_in_force
+from policies.query import ReleaseQuery
+
+DENIED = 2
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """``--by area --by week`` and ``--by area,week`` both work."""
+    return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
+
+
+def _filters(values: list[str] | None) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for item in values or ():
+        name, sep, codes = item.partition("=")
+        if not sep or not codes:
+            fail(f"--filter {item!r}: write DIMENSION=VALUE[,VALUE...], e.g. area=XA-P1")
+        out[name.strip()] = out.get(name.strip(), ()) + _split([codes])
+    return out
+
+
+def check(
+    directory: NodeDir,
+    partner: Annotated[str, typer.Option(help="The partner node id, e.g. XB")],
+    schema: Annotated[str, typer.Option(help="The schema id, e.g. weekly_epi@1")],
+    by: Annotated[
+        list[str] | None, typer.Option(help="Group by: area, area:adm1, week, week:month...")
+    ] = None,
+    measures: Annotated[
+        str | None, typer.Option(help="Comma-separated measures (default: all allowed)")
+    ] = None,
+    purpose: Annotated[str | None, typer.Option(help="The purpose the partner states")] = None,
+    since: Annotated[str | None, typer.Option(help="First epi week, YYYY-Www")] = None,
+    until: Annotated[str | None, typer.Option(help="Last epi week, YYYY-Www")] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="DIMENSION=VALUE[,VALUE...]; repeat for more"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON")] = False,
+) -> None:
+    """What a partner would get for a query, at what cost, and why; spends nothing."""
+    try:
+        query = ReleaseQuery(
+            schema_id=schema,
+            measures=_split([measures] if measures else None),
+            group_by=_split(by),
+            filters=_filters(filter_),
+            since=since,
+            until=until,
+            purpose=purpose,
+        )
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    with open_node(directory) as node:
+        decision = releases.check(node, partner_id=partner, query=query, now=utcnow())
+    summary = decision.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        _print_decision(summary)
+    affordable = decision.budget is None or decision.budget.sufficient
+    if not (decision.allowed and affordable):
+        raise typer.Exit(DENIED)
+
+
+def _print_decision(summary: dict[str, Any]) -> None:
+    verdict = "[bold green]ALLOWED[/]" if summary["allowed"] else "[bold red]DENIED[/]"
+    console.print(f"{verdict} by {summary['rule']}  (policy {summary['policy_hash'][:19]}…)")
+    for reason in summary["reasons"]:
+        console.print(f"  • {reason}", highlight=False)
+    effective = summary["effective"]
+    if effective is None:
+        return
+    console.print(
+        f"Effective query: {', '.join(effective['measures'])} by "
+        f"{', '.join(effective['group_by']) or 'nothing (totals)'}, "
+        f"{effective['since']} to {effective['until']}, filters {effective['filters'] or 'none'}",
+        highlight=False,
+    )
+    cost = summary["cost"]
+    console.print(f"Cost: {cost['epsilon']} ε ({cost['mechanism']}), {summary['cells']} cells")
+    table = Table("budget", "cap ε", "spent ε", "left ε", "left after ε")
+    for line in summary["budget"] or ():
+        after = f"{line['left_after']}" if line["sufficient"] else "[red]insufficient[/]"
+        table.add_row(
+            line["account"], str(line["cap"]), str(line["spent"]), str(line["left"]), after
+        )
+    console.print(table)
+
+
+def validate(
+    file: Annotated[Path, typer.Argument(help="A policy YAML file")],
+    directory: Annotated[Path, typer.Option("--node", help="The node directory it is for")],
+) -> None:
+    """Check a policy file against a node without installing it (file, place, reason)."""
+    with open_node(directory) as node:
+        try:
+            policy = validate_file(
+                file, settings=node.settings, gazetteer=node.gazetteer, registry=node.registry
+            )
+        except (OSError, ValueError) as exc:
+            fail(str(exc))
+    document = policy.document
+    console.print(
+        f"[green]valid[/]: {len(document.agreements)} agreement(s), "
+        f"{len(document.red_lines)} red line(s), hash {policy.hash}",
+        highlight=False,
+    )
+
+
+def budget(
+    directory: NodeDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the accounts as JSON")] = False,
+) -> None:
+    """Every partner's and every global budget: cap, spent and left."""
+    now = utcnow()
+    with open_node(directory) as node, reading(node.engine) as conn:
+        lines = ledger.report(conn, accounts_in_force(node.policy, now))
+    if as_json:
+        rows = [
+            {
+                "scope": line.charge.scope,
+                "partner_id": line.charge.partner_id,
+                "schema_id": line.charge.schema_id,
+                "period": line.charge.period,
+                "cap_micro": line.charge.cap_micro,
+                "spent_micro": line.spent_micro,
+                "left_micro": line.left_micro,
+            }
+            for line in lines
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("account", "schema", "period", "cap", "spent", "left")
+    for line in lines:
+        c = line.charge
+        who = "global (all partners)" if c.scope == "global" else c.partner_id
+        table.add_row(
+            who,
+            c.schema_id,
+            c.period,
+            show(c.cap_micro),
+            show(line.spent_micro),
+            show(line.left_micro),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Red lines, agreements and what they allow.", no_args_is_help=True)
+    group.command("check")(check)
+    group.command("validate")(validate)
+    app.add_typer(group, name="policy")
+    app.command("budget")(budget)

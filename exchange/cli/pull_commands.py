@@ -1,0 +1,110 @@
+"""``exchange pull``: ask a partner node for a release, verify it, keep it, show it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import httpx2
+import typer
+from pydantic import ValidationError
+
+from exchange.cli.common import NodeDir, console, fail, open_node
+from exchange.peer_client import PeerError, PeerRefusedError
+from exchange.pulling import peer_client, pull
+from exchange.release_view import release_csv, release_table
+from nodes import peers, received
+from policies.query import ReleaseQuery
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """``--by area:adm1 --by week`` and ``--by area:adm1,week`` mean the same."""
+    return tuple(
+        part.strip() for value in values or () for part in value.split(",") if part.strip()
+    )
+
+
+def _filters(values: list[str] | None) -> dict[str, tuple[str, ...]]:
+    found: dict[str, tuple[str, ...]] = {}
+    for item in values or ():
+        name, sep, listed = item.partition("=")
+        if not sep or not listed:
+            fail(f"--filter {item!r}: write DIMENSION=VALUE[,VALUE...]")
+        found[name.strip()] = _split([listed])
+    return found
+
+
+def _refusal(exc: PeerRefusedError) -> str:
+    lines = [str(exc)]
+    lines += [f"  - {reason}" for reason in exc.problem.get("reasons", [])]
+    if "budget_left" in exc.problem:
+        lines.append(
+            f"  budget left: {exc.problem['budget_left']}, cost: {exc.problem.get('cost')}"
+        )
+    if not exc.signed:
+        lines.append("  (this answer was not signed: it may not come from the peer)")
+    return "\n".join(lines)
+
+
+def pull_command(
+    directory: NodeDir,
+    from_: Annotated[str, typer.Option("--from", help="The peer to pull from (its node id)")],
+    schema: Annotated[str, typer.Option(help="Schema id, e.g. weekly_epi@1")],
+    by: Annotated[
+        list[str] | None, typer.Option(help="Group by, e.g. area:adm1 or week; repeat or comma")
+    ] = None,
+    measures: Annotated[
+        list[str] | None, typer.Option(help="Measures; default: all the agreement allows")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="First epi week, e.g. 2026-W01")] = None,
+    until: Annotated[str | None, typer.Option(help="Last epi week")] = None,
+    purpose: Annotated[
+        str | None, typer.Option(help="Why you ask, as the agreement names it")
+    ] = None,
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", help="DIMENSION=VALUE[,VALUE...]; repeat")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the release to FILE.csv, or FILE.json as signed")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the peer")] = 10.0,
+) -> None:
+    """Pull a differentially private release from a peer; verify, store and show it."""
+    try:
+        query = ReleaseQuery(
+            schema_id=schema,
+            measures=_split(measures),
+            group_by=_split(by),
+            filters=_filters(filter_),
+            since=since,
+            until=until,
+            purpose=purpose,
+        )
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    with open_node(directory) as node, httpx2.Client() as http:
+        client = peer_client(
+            node, http, peers.get_peer(node.engine, from_), timeout=httpx2.Timeout(timeout)
+        )
+        try:
+            result = pull(node, client, query)
+        except PeerRefusedError as exc:
+            fail(_refusal(exc))
+        except PeerError as exc:
+            fail(str(exc))
+        stored = received.get(node.engine, result.received_id)
+    if out is not None:
+        if out.suffix.lower() == ".json":
+            out.write_bytes(stored.response.body)  # the exact bytes the signature covers
+        else:
+            out.write_text(release_csv(result.document), encoding="utf-8")
+        console.print(f"Wrote {out}")
+    console.print(release_table(result.document, max_rows=None if out is None else 20))
+    console.print(
+        f"Signed by {from_}'s key {result.key_id}; stored with its signature as received "
+        f"release {result.received_id}."
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pull")(pull_command)

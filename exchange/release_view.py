@@ -1,0 +1,73 @@
+"""Showing a received release to a person: a rich table, or CSV for a spreadsheet.
+
+Every number is shown with its 95% accuracy (the half-width of its interval), because a
+noisy count without its error bar invites over-reading; suppressed cells say so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from rich.table import Table
+
+
+def _dimensions(release: dict[str, Any]) -> list[str]:
+    return [str(d) for d in release.get("dimensions", [])]
+
+
+def _measures(release: dict[str, Any]) -> list[str]:
+    return [str(m) for m in release.get("measures", [])]
+
+
+def _shown(cell: dict[str, Any]) -> str:
+    if cell.get("suppressed") or cell.get("value") is None:
+        return "suppressed"
+    return f"{cell['value']} ± {cell['accuracy']:g}"
+
+
+def _budget_left(release: dict[str, Any]) -> str:
+    left: dict[str, float] = release.get("budget_left", {})
+    names = {"partner": "yours", "global": "all partners'"}
+    return ", ".join(
+        f"{names.get(scope, scope)} {value:g}"
+        for scope, value in sorted(left.items(), reverse=True)
+    )
+
+
+def release_table(document: dict[str, Any], *, max_rows: int | None = None) -> Table:
+    """The cells as a table; the caption says who released what, at what cost."""
+    release = document["release"]
+    dims, measures = _dimensions(release), _measures(release)
+    cached = " (cached: nothing charged)" if release.get("cached") else ""
+    table = Table(
+        *dims,
+        *measures,
+        title=f"{release['schema']} from {document['provider']['id']} "
+        f"to {document['recipient']['id']}, release {release['release_id']}",
+        caption=f"ε spent {release['epsilon_spent']:g}{cached}; budget left: "
+        + _budget_left(release)
+        + f"; ± is the {release.get('confidence', 0.95):.0%} accuracy",
+    )
+    cells = release["cells"]
+    for cell in cells if max_rows is None else cells[:max_rows]:
+        table.add_row(*(str(cell[d]) for d in dims), *(_shown(cell[m]) for m in measures))
+    if max_rows is not None and len(cells) > max_rows:
+        table.add_row(*(["…"] * (len(dims) + len(measures))))
+    return table
+
+
+def release_csv(document: dict[str, Any]) -> str:
+    """One row per cell: the dimensions, then each measure with its accuracy."""
+    release = document["release"]
+    dims, measures = _dimensions(release), _measures(release)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*dims, *(f"{m}{suffix}" for m in measures for suffix in ("", "_accuracy"))])
+    for cell in release["cells"]:
+        values: list[Any] = [cell[d] for d in dims]
+        for m in measures:
+            values += [cell[m]["value"], cell[m]["accuracy"]]
+        writer.writerow(values)
+    return out.getvalue()

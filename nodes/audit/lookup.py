@@ -1,0 +1,107 @@
+"""Finding entries by actor, action and time without indexing on the append path.
+
+An append writes only the entry's bytes and leaf hash: every secondary index would be paid
+by every act (benchmarks/audit.py). The filter columns are indexed in ``audit_lookup``
+instead, in batches, by `index_entries` when a checkpoint is signed (same transaction as
+the subtrees, so both cover exactly the largest checkpoint). `find` answers a filter from
+the index below that size and by reading the few newer entries (at most one checkpoint
+interval of activity) above it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from nodes.audit.canonical import parse_time
+from nodes.audit.tables import audit_entries, audit_lookup
+
+_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Exact actor and action, ``since`` inclusive and ``until`` exclusive; None: any."""
+
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.actor, self.action, self.since, self.until))
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        """Whether a parsed entry passes every filter (for entries not yet indexed)."""
+        if self.actor is not None and entry["actor"] != self.actor:
+            return False
+        if self.action is not None and entry["action"] != self.action:
+            return False
+        if self.since is None and self.until is None:
+            return True
+        time = parse_time(entry["time"])
+        return (self.since is None or time >= self.since) and (
+            self.until is None or time < self.until
+        )
+
+
+def index_entries(conn: Connection, start: int, stop: int) -> None:
+    """Index entries ``start..stop-1`` (already stored) in ``audit_lookup``."""
+    for low in range(start, stop, _BATCH):
+        rows = conn.execute(
+            select(audit_entries.c.seq, audit_entries.c.entry).where(
+                audit_entries.c.seq >= low, audit_entries.c.seq < min(low + _BATCH, stop)
+            )
+        ).all()
+        batch = []
+        for seq, data in rows:
+            entry = json.loads(bytes(data))
+            batch.append(
+                {
+                    "seq": seq,
+                    "time": parse_time(entry["time"]),
+                    "actor": entry["actor"],
+                    "action": entry["action"],
+                }
+            )
+        if batch:
+            conn.execute(insert(audit_lookup), batch)
+
+
+def find(conn: Connection, filters: Filters, *, start: int, limit: int, indexed: int) -> list[int]:
+    """The first ``limit`` seqs from ``start`` on that pass ``filters``, in order.
+
+    ``indexed`` is the size the lookup index covers (the largest checkpoint's, read in the
+    same transaction before calling).
+    """
+    table = audit_lookup
+    query = select(table.c.seq).where(table.c.seq >= start, table.c.seq < indexed)
+    if filters.actor is not None:
+        query = query.where(table.c.actor == filters.actor)
+    if filters.action is not None:
+        query = query.where(table.c.action == filters.action)
+    if filters.since is not None:
+        query = query.where(table.c.time >= filters.since)
+    if filters.until is not None:
+        query = query.where(table.c.time < filters.until)
+    found = [int(s) for s in conn.execute(query.order_by(table.c.seq).limit(limit)).scalars()]
+    if len(found) == limit:
+        return found
+    tail = conn.execute(
+        select(audit_entries.c.seq, audit_entries.c.entry)
+        .where(audit_entries.c.seq >= max(start, indexed))
+        .order_by(audit_entries.c.seq)
+        .execution_options(yield_per=1000)
+    )
+    for seq, data in tail:
+        if filters.matches(json.loads(bytes(data))):
+            found.append(int(seq))
+            if len(found) == limit:
+                break
+    tail.close()
+    return found

@@ -1,0 +1,129 @@
+"""Signing checkpoints and reading them back: the node's signed statements of its tree head.
+
+Checkpoints live in the database, so every worker and replica sees the same latest one and
+none of them needs the tree in memory. Signing extends the stored Merkle subtrees
+(`nodes.audit.tree.extend`) and the filter index (`nodes.audit.lookup`) to the new size in
+the same transaction that stores the checkpoint, so both always cover exactly the largest
+checkpoint: the bookkeeping happens here, once a minute, not on every append.
+
+Signers serialize on a PostgreSQL advisory lock (SQLite writers on the database lock), not
+on the head row: appends keep running while a checkpoint is signed. The size signed is the
+committed head, whose entries are all committed and immutable.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Connection, Engine, insert, select, text
+
+from nodes.audit import lookup, tree
+from nodes.audit.checkpoint import SignedCheckpoint, parse_signed_checkpoint, sign_checkpoint
+from nodes.audit.errors import LogIntegrityError, LogNotInitializedError
+from nodes.audit.log import read_head
+from nodes.audit.tables import audit_checkpoints
+from nodes.database import reading, writing
+
+_SIGNER_LOCK = zlib.crc32(b"crisis-exchange/audit-signer")
+
+
+@contextmanager
+def connected(conn_or_engine: Connection | Engine) -> Iterator[Connection]:
+    """Use the caller's connection (and transaction) or open a read transaction."""
+    if isinstance(conn_or_engine, Connection):
+        yield conn_or_engine
+    else:
+        with reading(conn_or_engine) as conn:
+            yield conn
+
+
+def latest_checkpoint(conn_or_engine: Connection | Engine) -> SignedCheckpoint | None:
+    """The checkpoint covering the most entries (the newest of those), or None if none yet.
+
+    This is what the node publishes in its descriptor and signed responses for witnesses.
+    """
+    with connected(conn_or_engine) as conn:
+        line = conn.execute(
+            select(audit_checkpoints.c.line)
+            .order_by(audit_checkpoints.c.tree_size.desc(), audit_checkpoints.c.id.desc())
+            .limit(1)
+        ).scalar()
+    return None if line is None else parse_signed_checkpoint(bytes(line))
+
+
+def checkpoints_up_to(conn: Connection, size: int) -> Iterator[SignedCheckpoint]:
+    """Every stored checkpoint covering at most ``size`` entries, smallest first."""
+    rows = conn.execute(
+        select(audit_checkpoints.c.line)
+        .where(audit_checkpoints.c.tree_size <= size)
+        .order_by(audit_checkpoints.c.tree_size, audit_checkpoints.c.id)
+    )
+    for (line,) in rows:
+        yield parse_signed_checkpoint(bytes(line))
+
+
+def sign(
+    engine: Engine, private_key: Ed25519PrivateKey, *, now: datetime, force: bool = True
+) -> SignedCheckpoint:
+    """Sign and store a checkpoint of every committed entry; return it.
+
+    With ``force=False`` the latest checkpoint is returned as it is when it already covers
+    every entry. Raises LogIntegrityError if the log is shorter than a checkpoint already
+    signed (it was cut) or an entry is missing.
+    """
+    with writing(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SIGNER_LOCK})
+        head = read_head(conn)
+        if head is None:
+            raise LogNotInitializedError("the audit log has no head row; open the node first")
+        latest = latest_checkpoint(conn)
+        covered = 0 if latest is None else latest.checkpoint.tree_size
+        if head.size < covered:
+            raise LogIntegrityError(
+                f"the log holds {head.size} entries but checkpoint {covered} was signed: "
+                "it was cut short"
+            )
+        if latest is not None and not force and covered == head.size:
+            return latest
+        root_hash = tree.extend(conn, covered, head.size)
+        lookup.index_entries(conn, covered, head.size)
+        signed = sign_checkpoint(
+            private_key,
+            tree_size=head.size,
+            root_hash=root_hash,
+            time=now,
+            node_id=head.node_id,
+        )
+        conn.execute(
+            insert(audit_checkpoints).values(
+                tree_size=head.size,
+                root_hash=signed.checkpoint.root_hash,
+                time=now,
+                key_id=signed.checkpoint.key_id,
+                line=signed.to_line(),
+            )
+        )
+        return signed
+
+
+def sign_if_due(
+    engine: Engine, private_key: Ed25519PrivateKey, *, now: datetime
+) -> SignedCheckpoint | None:
+    """Sign a checkpoint if entries were appended since the last one; else return None.
+
+    Called every ``checkpoint_interval_seconds`` by each worker: whichever comes first signs,
+    the others find nothing new. No activity, no checkpoint.
+    """
+    with reading(engine) as conn:
+        head = read_head(conn)
+        latest = latest_checkpoint(conn)
+    if head is None:
+        return None
+    if latest is not None and latest.checkpoint.tree_size >= head.size:
+        return None
+    return sign(engine, private_key, now=now, force=False)

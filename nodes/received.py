@@ -1,0 +1,156 @@
+"""Releases received from peers, kept with the exact signed exchange that delivered them.
+
+We store the request we sent and the response we got, byte for byte, not a re-serialized
+copy: the peer's response signature covers its body, its status and our request's own
+signature, so keeping all of it lets anyone verify later, against the peer's key, that
+this node received exactly this release from that peer for exactly that question.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+
+from nodes.audit import log as audit_log
+from nodes.database import reading, writing
+from nodes.federation_tables import received_releases
+from schemas.errors import NotFoundError
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    method: str
+    url: str
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True)
+class ReceivedRelease:
+    id: int
+    peer_id: str
+    release_id: str
+    schema_id: str
+    key_id: str
+    received_at: datetime
+    cached: bool
+    request: RawRequest
+    response: RawResponse
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The release as the peer sent it (the response body, parsed)."""
+        parsed: dict[str, Any] = json.loads(self.response.body)
+        return parsed
+
+
+def _headers(text: str) -> Headers:
+    return tuple((str(name), str(value)) for name, value in json.loads(text))
+
+
+def _record(row: Any) -> ReceivedRelease:
+    m = row._mapping
+    return ReceivedRelease(
+        id=m["id"],
+        peer_id=m["peer_id"],
+        release_id=m["release_id"],
+        schema_id=m["schema_id"],
+        key_id=m["key_id"],
+        received_at=m["received_at"],
+        cached=bool(m["cached"]),
+        request=RawRequest(
+            m["request_method"], m["request_url"], _headers(m["request_headers"]), m["request_body"]
+        ),
+        response=RawResponse(
+            m["response_status"], _headers(m["response_headers"]), m["response_body"]
+        ),
+    )
+
+
+def store(
+    engine: Engine,
+    *,
+    peer_id: str,
+    release_id: str,
+    schema_id: str,
+    key_id: str,
+    cached: bool,
+    request: RawRequest,
+    response: RawResponse,
+    now: datetime,
+) -> int:
+    """Keep a verified release and audit its receipt, in one transaction; return its id.
+
+    Call only after the response signature verified: this table holds evidence, and an
+    unverified response is none.
+    """
+    with writing(engine) as conn:
+        result = conn.execute(
+            insert(received_releases).values(
+                peer_id=peer_id,
+                release_id=release_id,
+                schema_id=schema_id,
+                key_id=key_id,
+                received_at=now,
+                cached=cached,
+                request_method=request.method,
+                request_url=request.url,
+                request_headers=json.dumps(request.headers),
+                request_body=request.body,
+                response_status=response.status,
+                response_headers=json.dumps(response.headers),
+                response_body=response.body,
+            )
+        )
+        stored_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        assert stored_id is not None
+        audit_log.append(
+            conn,
+            actor=f"peer:{peer_id}",
+            role="partner",
+            action="release.receive",
+            resource=f"release:{peer_id}/{release_id}",
+            outcome="cached" if cached else "received",
+            reason=f"{schema_id} release signed by key {key_id}",
+            now=now,
+        )
+    return int(stored_id)
+
+
+def get(engine: Engine, received_id: int) -> ReceivedRelease:
+    with reading(engine) as conn:
+        row = conn.execute(
+            select(received_releases).where(received_releases.c.id == received_id)
+        ).first()
+    if row is None:
+        raise NotFoundError(f"no received release {received_id}")
+    return _record(row)
+
+
+def list_from(
+    engine: Engine, *, peer_id: str | None = None, limit: int = 100
+) -> list[ReceivedRelease]:
+    """The latest releases received, newest first, from one peer or all."""
+    query = select(received_releases).order_by(received_releases.c.id.desc()).limit(limit)
+    if peer_id is not None:
+        query = query.where(received_releases.c.peer_id == peer_id)
+    with reading(engine) as conn:
+        return [_record(r) for r in conn.execute(query)]
+
+
+def count(engine: Engine) -> int:
+    with reading(engine) as conn:
+        return int(conn.execute(select(func.count()).select_from(received_releases)).scalar_one())

@@ -1,0 +1,170 @@
+"""The pull path, minus transport: policy, budget, exact aggregate, noise, storage, audit.
+
+``release`` runs these steps, and their order is the privacy argument:
+
+1. **Decide** (`policies.decision`): deny by default. A denial is audited in its own small
+   write transaction and raised as `PolicyDeniedError` (403) with the reasons.
+2. **Read** one consistent snapshot: the schema's data version, the release cache, and,
+   on a miss, the exact integer aggregate over the full key set (`nodes.aggregates`). An
+   identical effective query over unchanged data returns the stored release and charges
+   nothing, so asking again never lets a partner average the noise away.
+3. **Reserve** in one write transaction: the partner and global ledger accounts
+   (`nodes.ledger`), the release row, and the audit entry. It commits *before* any noise is
+   drawn. If an account cannot pay, nothing is charged, the refusal is audited, and
+   `InsufficientBudgetError` (429) says what is left.
+4. **Noise** each measure with its OpenDP mechanism, then post-process (clamp, suppress).
+   From here on the budget is spent: a failure is never refunded.
+5. **Store** the published cells on the release row.
+
+``check`` is step 1 plus a look at the ledger: what ``policy check`` shows; it spends
+nothing. Two identical requests racing past an empty cache are both charged (each answer
+is a fresh, paid-for release); the cache then serves the first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import rfc8785
+from sqlalchemy import Connection
+
+from nodes import aggregates, ledger, release_store
+from nodes.audit import log as audit_log
+from nodes.database import reading, writing
+from nodes.ledger import InsufficientBudgetError
+from nodes.node import Node
+from nodes.release_document import Release
+from policies import privacy
+from policies.decision import Decision, ReleaseRequest, decide, decide_with_keys
+from policies.query import ReleaseQuery
+from schemas.errors import ForbiddenError
+
+__all__ = [
+    "InsufficientBudgetError",
+    "PolicyDeniedError",
+    "Release",
+    "check",
+    "release",
+]
+
+_REASON_LIMIT = 2048  # the audit log's limit for a reason
+
+
+class PolicyDeniedError(ForbiddenError):
+    """The policy refuses the request; ``decision`` says which rule and why."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.problem_extra = {
+            "rule": decision.rule,
+            "reasons": list(decision.reasons),
+            "policy_hash": decision.policy_hash,
+        }
+        super().__init__(decision.sentence)
+
+
+def check(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetime) -> Decision:
+    """The decision, its effective query and cost, and the budget it would leave."""
+    decision = decide(ReleaseRequest(partner_id=partner_id, query=query), node.policy, now)
+    if not decision.allowed or decision.cost is None:
+        return decision
+    with reading(node.engine) as conn:
+        outlook = ledger.outlook(conn, decision.charges, decision.cost.epsilon_micro)
+    return decision.model_copy(update={"budget": outlook})
+
+
+def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetime) -> Release:
+    """Answer a partner's query with a differentially private release (see module doc).
+
+    Raises PolicyDeniedError (ForbiddenError) or InsufficientBudgetError
+    (BudgetExhaustedError); both are audited before they are raised.
+    """
+    request = ReleaseRequest(partner_id=partner_id, query=query)
+    decision, space = decide_with_keys(request, node.policy, now)
+    if not decision.allowed or space is None:
+        with writing(node.engine) as conn:
+            _audit(conn, decision, "denied", f"schema/{query.schema_id}", decision.sentence, now)
+        raise PolicyDeniedError(decision)
+    effective, cost = decision.effective, decision.cost
+    assert effective is not None and cost is not None
+    with reading(node.engine) as conn:
+        version = aggregates.data_version(conn, effective.schema_id)
+        key = release_store.cache_key(effective, version)
+        cached = release_store.find_cached(conn, partner_id=partner_id, key=key)
+        exact = None if cached else aggregates.exact(conn, space, effective.measures)
+    if cached is not None:
+        with writing(node.engine) as conn:
+            lines = ledger.lines(conn, decision.charges)
+            reason = f"repeated release {cached.id} from the cache, nothing charged; "
+            _audit(
+                conn, decision, "allowed", f"release/{cached.id}", reason + decision.sentence, now
+            )
+        return Release.of(
+            cached, node_id=node.settings.node_id, budget=lines, charged_micro=0, cached=True
+        )
+    assert exact is not None
+    try:
+        with writing(node.engine) as conn:
+            lines = ledger.reserve(conn, decision.charges, cost.epsilon_micro, now)
+            release_id = release_store.insert_reserved(
+                conn, decision=decision, cache_key=key, data_version=version, now=now
+            )
+            _audit(conn, decision, "allowed", f"release/{release_id}", decision.sentence, now)
+    except InsufficientBudgetError as exc:
+        with writing(node.engine) as conn:
+            _audit(conn, decision, "denied", f"schema/{query.schema_id}", str(exc), now)
+        raise
+    # The budget is committed: privacy is spent from here on, whatever happens next.
+    noisy = privacy.noisy(cost, exact)
+    values: release_store.Values = {}
+    for measure in effective.measures:
+        published, suppressed = privacy.publishable(noisy[measure], decision.suppress_below)
+        cells: list[int | None] = published.tolist()
+        for i in suppressed.nonzero()[0].tolist():
+            cells[i] = None
+        values[measure] = cells
+    with writing(node.engine) as conn:
+        release_store.complete(conn, release_id, axes=space.axes, values=values, now=now)
+    stored = release_store.StoredRelease(
+        id=release_id,
+        partner_id=partner_id,
+        schema_id=effective.schema_id,
+        query=effective,
+        axes=space.axes,
+        values=values,
+        noise=cost.measures,
+        mechanism=cost.mechanism,
+        delta=cost.delta,
+        epsilon_micro=cost.epsilon_micro,
+        policy_hash=decision.policy_hash,
+        created_at=now,
+    )
+    return Release.of(
+        stored,
+        node_id=node.settings.node_id,
+        budget=lines,
+        charged_micro=cost.epsilon_micro,
+        cached=False,
+    )
+
+
+def _audit(
+    conn: Connection, decision: Decision, outcome: str, resource: str, reason: str, now: dt.datetime
+) -> None:
+    """The one place releases write to the audit log, inside the caller's transaction."""
+    digest = hashlib.sha256(rfc8785.dumps(decision.requested.model_dump(mode="json"))).hexdigest()
+    if len(reason) > _REASON_LIMIT:
+        reason = reason[: _REASON_LIMIT - 1] + "…"
+    audit_log.append(
+        conn,
+        actor=f"partner:{decision.partner_id}",
+        role="partner",
+        action="release",
+        resource=resource,
+        outcome=outcome,
+        reason=reason,
+        policy_hash=decision.policy_hash,
+        request_digest=f"sha256:{digest}",
+        now=now,
+    )

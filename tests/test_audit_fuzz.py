@@ -1,0 +1,41 @@
+"""Schemathesis drives the auditor API with an auditor token: every answer matches the OpenAPI
+document (problem+json errors included) and nothing crashes the node."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
+
+from exchange.app import create_app
+from nodes import tokens
+from nodes.audit import signer
+from nodes.directory import init_node
+from nodes.node import Node
+from tests.audit_support import add_entries
+from tests.conftest import now
+
+
+def _app() -> tuple[FastAPI, str]:
+    directory = Path(tempfile.mkdtemp(prefix="exchange-audit-fuzz-"))
+    node_settings, _key = init_node(directory / "node", node_id="XA", name="Fuzz")
+    node = Node.open(node_settings)
+    _record, secret = tokens.issue_token(
+        node.engine, name="fuzz-auditor", role="auditor", schemas=(), now=now()
+    )
+    add_entries(node.engine, 20)
+    signer.sign(node.engine, node.key.private_key, now=now())
+    return create_app(node_settings, node=node), secret
+
+
+APP, SECRET = _app()
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex="^/v1/audit/")
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_auditor_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {SECRET}"})
