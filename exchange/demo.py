@@ -216,6 +216,6 @@ def _explore(console: Console, nodes: list[DemoNode]) -> None:
         f"  exchange pull {first.settings.directory} --from XA --schema {SCHEMA} "
         f"--by area:adm1,week --purpose {PURPOSE}\n"
         f"  exchange peer list {first.settings.directory}\n"
-        f"  exchange audit verify {nodes[0].settings.directory}   (if available)\n"
+        f"  exchange audit checkpoint {nodes[0].settings.directory}\n"
         "Press Ctrl-C to stop."
     )

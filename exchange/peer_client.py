@@ -16,8 +16,9 @@ What is retried, and why it is safe: a failed connection, a timeout and 502/503/
 Each attempt is signed anew (fresh ``created`` and nonce, so the partner's replay store
 never sees one twice). Repeating a release request is safe even if the first attempt was
 served: the partner answers an identical query over unchanged data with the stored
-release and charges nothing. Refusals and bad signatures are never retried: they would
-not change. Waits grow exponentially with jitter (``stamina``), and the whole operation is
+release and charges nothing. (If the first is still being computed when the repeat
+arrives, both are charged: budget is wasted, never overspent or bypassed.) Refusals and
+bad signatures are never retried: they would not change. Waits grow exponentially with jitter (``stamina``), and the whole operation is
 bounded by ``retry_timeout``, so a partner that is down never hangs the node.
 """
 
@@ -59,6 +60,7 @@ class PeerError(ExchangeError):
     """A partner node could not give us what we asked; the message says who, where, what."""
 
     def __init__(self, peer_id: str, url: str, what: str) -> None:
+        url = url.split("?", 1)[0]  # the endpoint; its query string is protocol detail
         super().__init__(f"peer {peer_id} at {url}: {what}")
         self.peer_id, self.url, self.what = peer_id, url, what
 

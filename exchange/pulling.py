@@ -20,6 +20,7 @@ import httpx2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
+from exchange import witnessing
 from exchange.peer_client import (
     DEFAULT_TIMEOUT,
     Exchange,
@@ -36,6 +37,7 @@ from exchange.signatures import (
 )
 from nodes import keys, peers, received
 from nodes.audit import log as audit_log
+from nodes.audit.witness import WitnessResult
 from nodes.database import reading, writing
 from nodes.descriptor import KeyUpdate, trust_endorsed_keys
 from nodes.node import Node
@@ -55,6 +57,7 @@ class PullResult:
     key_id: str
     cached: bool
     document: dict[str, Any]
+    witness: WitnessResult | None = None  # our verdict on the peer's audit checkpoint
 
     @property
     def release(self) -> dict[str, Any]:
@@ -116,9 +119,9 @@ def _unsigned(exchange: Exchange) -> bool:
 
 
 def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchange:
-    exchange = client.post_signed(
-        RELEASES_PATH, body, key=keys.current_key(node.settings.keys_dir).get()
-    )
+    since = witnessing.last_size(node, client.peer_id)
+    path = f"{RELEASES_PATH}?{witnessing.SINCE}={since}"
+    exchange = client.post_signed(path, body, key=keys.current_key(node.settings.keys_dir).get())
     if (
         exchange.response.status == 401
         and _unsigned(exchange)
@@ -126,7 +129,7 @@ def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchang
     ):
         previous = keys.previous_key(node.settings.keys_dir, now=now)
         if previous is not None:
-            exchange = client.post_signed(RELEASES_PATH, body, key=previous)
+            exchange = client.post_signed(path, body, key=previous)
     return exchange
 
 
@@ -209,6 +212,7 @@ def pull(
         key_id=signature.key_id,
         cached=bool(release.get("cached", False)),
         document=document,
+        witness=witnessing.record(node, client.peer_id, document, now=clock()),
     )
 
 

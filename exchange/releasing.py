@@ -21,12 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from exchange import problems
+from exchange import problems, witnessing
 from exchange.partner_auth import ACCEPT_SIGNATURE, Partner, PartnerAuthError, authenticate
 from exchange.pulling import DOCUMENT_TYPE
 from exchange.signatures import RequestMessage, ResponseMessage, sign_response
 from nodes import keys, releases
-from nodes.audit import signer
 from nodes.node import Node
 from policies.query import ReleaseQuery
 from schemas.errors import ExchangeError
@@ -77,25 +76,24 @@ def unauthorized(exc: PartnerAuthError) -> Answer:
     return Answer(401, headers, body)
 
 
-def release_document(node: Node, partner: Partner, release: dict[str, Any]) -> dict[str, Any]:
+def release_document(
+    node: Node, partner: Partner, release: dict[str, Any], *, since: int | None = None
+) -> dict[str, Any]:
+    """The signed answer: who to whom, the release, and our checkpoint for witnessing."""
     return {
         "type": DOCUMENT_TYPE,
         "provider": {"id": node.settings.node_id, "name": node.settings.name},
         "recipient": {"id": partner.peer_id, "key_id": partner.key_id},
         "release": release,
-        "checkpoint": latest_checkpoint(node),
+        **witnessing.checkpoint_document(node, since),
     }
 
 
-def latest_checkpoint(node: Node) -> str | None:
-    """This node's latest signed audit checkpoint line, for partners to witness."""
-    signed = signer.latest_checkpoint(node.engine)
-    return None if signed is None else signed.to_line().decode()
-
-
-def _outcome(node: Node, partner: Partner, body: bytes, now: datetime) -> tuple[int, str, bytes]:
+def _outcome(
+    node: Node, partner: Partner, message: RequestMessage, now: datetime
+) -> tuple[int, str, bytes]:
     try:
-        query = ReleaseQuery.model_validate_json(body)
+        query = ReleaseQuery.model_validate_json(message.body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
@@ -107,7 +105,8 @@ def _outcome(node: Node, partner: Partner, body: bytes, now: datetime) -> tuple[
         status, title = problems.status_of(exc)
         extra = dict(getattr(exc, "problem_extra", {}) or {})
         return status, problems.PROBLEM_JSON, _problem(status, title, str(exc), **extra)
-    document = release_document(node, partner, made.as_document())
+    since = witnessing.since_of(message.url)
+    document = release_document(node, partner, made.as_document(), since=since)
     return 200, "application/json", _json(document)
 
 
@@ -117,7 +116,7 @@ def answer(node: Node, message: RequestMessage, *, now: datetime) -> Answer:
         partner = authenticate(node, message, now=now)
     except PartnerAuthError as exc:
         return unauthorized(exc)
-    status, media_type, body = _outcome(node, partner, message.body, now)
+    status, media_type, body = _outcome(node, partner, message, now)
     response = ResponseMessage(
         status, (("Content-Type", media_type), ("Cache-Control", "no-store")), body, message
     )

@@ -27,8 +27,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nodes.release_tables import budget_ledger
+from policies.accounts import BudgetLine, BudgetOutlook, Charge
 from policies.budget import epsilon, show
-from policies.decision import BudgetLine, BudgetOutlook, Charge
 from schemas.errors import BudgetExhaustedError
 
 _ACCOUNT = ("scope", "partner_id", "schema_id", "period")

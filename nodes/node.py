@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 from nodes import migrate
 from nodes.audit.startup import open_log
 from nodes.database import make_engine
-from nodes.identity import NodeKey, load_current
+from nodes.identity import NodeKey
+from nodes.keys import current_key
 from nodes.policy_file import load_node_policy
 from nodes.settings import NodeSettings
 from policies.node_policy import NodePolicy
@@ -68,9 +69,10 @@ class Node:
     def validation(self) -> ValidationContext:
         return ValidationContext(gazetteer=self.gazetteer, week_system=self.settings.week_system)
 
-    @cached_property
+    @property
     def key(self) -> NodeKey:
-        return load_current(self.settings.keys_dir)
+        """The current identity key; follows ``exchange keys rotate`` without a restart."""
+        return current_key(self.settings.keys_dir).get()
 
     def close(self) -> None:
         self.engine.dispose()

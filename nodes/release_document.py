@@ -13,8 +13,8 @@ from itertools import product
 from typing import Any
 
 from nodes.release_store import StoredRelease
+from policies.accounts import BudgetLine
 from policies.budget import epsilon
-from policies.decision import BudgetLine
 from policies.privacy import CONFIDENCE
 
 

@@ -89,9 +89,8 @@ def complete(
     )
 
 
-def find_cached(conn: Connection, *, partner_id: str, key: str) -> StoredRelease | None:
-    """The first completed release of this partner under this cache key, if any."""
-    row = conn.execute(
+def _cached(partner_id: str, key: str) -> Any:
+    return (
         select(releases)
         .where(
             releases.c.partner_id == partner_id,
@@ -100,8 +99,19 @@ def find_cached(conn: Connection, *, partner_id: str, key: str) -> StoredRelease
         )
         .order_by(releases.c.id)
         .limit(1)
-    ).first()
+    )
+
+
+def find_cached(conn: Connection, *, partner_id: str, key: str) -> StoredRelease | None:
+    """The first completed release of this partner under this cache key, if any."""
+    row = conn.execute(_cached(partner_id, key)).first()
     return None if row is None else _stored(row._mapping)
+
+
+def cached_id(conn: Connection, *, partner_id: str, key: str) -> int | None:
+    """Like `find_cached`, without reading the cells."""
+    found = conn.execute(_cached(partner_id, key).with_only_columns(releases.c.id)).scalar()
+    return None if found is None else int(found)
 
 
 def get(conn: Connection, release_id: int) -> StoredRelease | None:

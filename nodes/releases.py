@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import NoReturn
 
 import rfc8785
 from sqlalchemy import Connection
@@ -37,8 +38,9 @@ from nodes.node import Node
 from nodes.release_document import Release
 from policies import privacy
 from policies.decision import Decision, ReleaseRequest, decide, decide_with_keys
+from policies.privacy import Counts
 from policies.query import ReleaseQuery
-from schemas.errors import ForbiddenError
+from schemas.errors import ExchangeError, ForbiddenError
 
 __all__ = [
     "InsufficientBudgetError",
@@ -65,13 +67,19 @@ class PolicyDeniedError(ForbiddenError):
 
 
 def check(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetime) -> Decision:
-    """The decision, its effective query and cost, and the budget it would leave."""
+    """The decision, its effective query and cost, and the budget it would leave (nothing
+    if a stored release already answers it). Spends and records nothing."""
     decision = decide(ReleaseRequest(partner_id=partner_id, query=query), node.policy, now)
-    if not decision.allowed or decision.cost is None:
+    if not decision.allowed or decision.cost is None or decision.effective is None:
         return decision
     with reading(node.engine) as conn:
-        outlook = ledger.outlook(conn, decision.charges, decision.cost.epsilon_micro)
-    return decision.model_copy(update={"budget": outlook})
+        version = aggregates.data_version(conn, decision.schema_id)
+        key = release_store.cache_key(decision.effective, version)
+        cached = release_store.cached_id(conn, partner_id=partner_id, key=key)
+        cost = 0 if cached is not None else decision.cost.epsilon_micro
+        outlook = ledger.outlook(conn, decision.charges, cost)
+    budget = outlook.model_copy(update={"cached_release": cached})
+    return decision.model_copy(update={"budget": budget})
 
 
 def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetime) -> Release:
@@ -83,26 +91,22 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
     request = ReleaseRequest(partner_id=partner_id, query=query)
     decision, space = decide_with_keys(request, node.policy, now)
     if not decision.allowed or space is None:
-        with writing(node.engine) as conn:
-            _audit(conn, decision, "denied", f"schema/{query.schema_id}", decision.sentence, now)
-        raise PolicyDeniedError(decision)
+        _refuse(node, decision, PolicyDeniedError(decision), now)
     effective, cost = decision.effective, decision.cost
     assert effective is not None and cost is not None
-    with reading(node.engine) as conn:
+    with reading(node.engine) as conn:  # one snapshot: data version, cache, budget, data
         version = aggregates.data_version(conn, effective.schema_id)
         key = release_store.cache_key(effective, version)
         cached = release_store.find_cached(conn, partner_id=partner_id, key=key)
-        exact = None if cached else aggregates.exact(conn, space, effective.measures)
+        short = None if cached else ledger.outlook(conn, decision.charges, cost.epsilon_micro)
+        shortfall = None if short is None else short.shortfall()
+        # Scan the data only for a release that is not stored and that the budget can pay.
+        scan = cached is None and shortfall is None
+        exact = aggregates.exact(conn, space, effective.measures) if scan else None
     if cached is not None:
-        with writing(node.engine) as conn:
-            lines = ledger.lines(conn, decision.charges)
-            reason = f"repeated release {cached.id} from the cache, nothing charged; "
-            _audit(
-                conn, decision, "allowed", f"release/{cached.id}", reason + decision.sentence, now
-            )
-        return Release.of(
-            cached, node_id=node.settings.node_id, budget=lines, charged_micro=0, cached=True
-        )
+        return _repeat(node, decision, cached, now)
+    if shortfall is not None:
+        _refuse(node, decision, InsufficientBudgetError(shortfall, cost.epsilon_micro), now)
     assert exact is not None
     try:
         with writing(node.engine) as conn:
@@ -111,19 +115,10 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
                 conn, decision=decision, cache_key=key, data_version=version, now=now
             )
             _audit(conn, decision, "allowed", f"release/{release_id}", decision.sentence, now)
-    except InsufficientBudgetError as exc:
-        with writing(node.engine) as conn:
-            _audit(conn, decision, "denied", f"schema/{query.schema_id}", str(exc), now)
-        raise
+    except InsufficientBudgetError as exc:  # another release took the budget meanwhile
+        _refuse(node, decision, exc, now)
     # The budget is committed: privacy is spent from here on, whatever happens next.
-    noisy = privacy.noisy(cost, exact)
-    values: release_store.Values = {}
-    for measure in effective.measures:
-        published, suppressed = privacy.publishable(noisy[measure], decision.suppress_below)
-        cells: list[int | None] = published.tolist()
-        for i in suppressed.nonzero()[0].tolist():
-            cells[i] = None
-        values[measure] = cells
+    values = _published(decision, privacy.noisy(cost, exact))
     with writing(node.engine) as conn:
         release_store.complete(conn, release_id, axes=space.axes, values=values, now=now)
     stored = release_store.StoredRelease(
@@ -140,13 +135,42 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
         policy_hash=decision.policy_hash,
         created_at=now,
     )
+    node_id = node.settings.node_id
     return Release.of(
-        stored,
-        node_id=node.settings.node_id,
-        budget=lines,
-        charged_micro=cost.epsilon_micro,
-        cached=False,
+        stored, node_id=node_id, budget=lines, charged_micro=cost.epsilon_micro, cached=False
     )
+
+
+def _published(decision: Decision, noisy: dict[str, Counts]) -> release_store.Values:
+    """Post-processing: clamp, then withhold the values under the suppression threshold."""
+    values: release_store.Values = {}
+    for measure, vector in noisy.items():
+        published, suppressed = privacy.publishable(vector, decision.suppress_below)
+        cells: list[int | None] = published.tolist()
+        for i in suppressed.nonzero()[0].tolist():
+            cells[i] = None
+        values[measure] = cells
+    return values
+
+
+def _repeat(
+    node: Node, decision: Decision, cached: release_store.StoredRelease, now: dt.datetime
+) -> Release:
+    """Serve a stored release again: the same noise, nothing charged, but audited."""
+    with writing(node.engine) as conn:
+        lines = ledger.lines(conn, decision.charges)
+        reason = f"repeated release {cached.id} from the cache, nothing charged; "
+        _audit(conn, decision, "allowed", f"release/{cached.id}", reason + decision.sentence, now)
+    node_id = node.settings.node_id
+    return Release.of(cached, node_id=node_id, budget=lines, charged_micro=0, cached=True)
+
+
+def _refuse(node: Node, decision: Decision, error: ExchangeError, now: dt.datetime) -> NoReturn:
+    """Audit a refusal in its own small transaction, then raise it."""
+    resource = f"schema/{decision.schema_id}"
+    with writing(node.engine) as conn:
+        _audit(conn, decision, "denied", resource, str(error), now)
+    raise error
 
 
 def _audit(

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from nodes import reports, tokens
+from nodes.audit.tables import audit_entries
+from nodes.directory import sample_gazetteer
 from nodes.node import Node
+from nodes.release_tables import budget_ledger
 from nodes.tokens import TokenRecord
 from policies.node_policy import NodePolicy, load_policy
 from schemas.registry import SchemaRegistry
@@ -24,8 +30,6 @@ def sample_policy_text() -> str:
 
 
 def policy_from_text(text: str, node: Node | None = None) -> NodePolicy:
-    from nodes.directory import sample_gazetteer
-
     return load_policy(
         text,
         source="policy.yaml",
@@ -93,27 +97,14 @@ def edited_policy(*replacements: tuple[str, str]) -> str:
 
 def release_audit(node: Node) -> list[dict[str, Any]]:
     """The audit entries of releases and refusals, oldest first."""
-    import json
-
-    from sqlalchemy import select
-
-    from nodes.audit.tables import audit_entries
-
     with node.engine.connect() as conn:
-        rows = conn.execute(
-            select(audit_entries.c.entry)
-            .where(audit_entries.c.action == "release")
-            .order_by(audit_entries.c.seq)
-        ).all()
-    return [json.loads(bytes(r.entry)) for r in rows]
+        rows = conn.execute(select(audit_entries.c.entry).order_by(audit_entries.c.seq)).all()
+    entries = [json.loads(bytes(r.entry)) for r in rows]
+    return [e for e in entries if e["action"] == "release"]
 
 
 def ledger_spent(node: Node) -> dict[tuple[str, str], int]:
     """(partner id or *, schema) -> spent µε, over all periods."""
-    from sqlalchemy import select
-
-    from nodes.release_tables import budget_ledger
-
     with node.engine.connect() as conn:
         rows = conn.execute(select(budget_ledger)).all()
     out: dict[tuple[str, str], int] = {}

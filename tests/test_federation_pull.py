@@ -34,6 +34,7 @@ from exchange.signatures import (
     sign_response,
 )
 from nodes import keys, peers, received
+from nodes.audit import signer
 from nodes.identity import load_current
 from tests.federation import (
     Member,
@@ -250,3 +251,17 @@ def test_a_peer_answering_with_a_bad_signature_is_refused_and_nothing_stored(
         with pytest.raises(error):
             pull(xb.node, client, query())
     assert xb.counts()["received"] == 0
+
+
+def test_each_pull_witnesses_the_peers_audit_log(pair: dict[str, Member]) -> None:
+    xa, xb = pair["XA"], pair["XB"]
+    xa_key = load_current(xa.settings.keys_dir).private_key
+    first_size = signer.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
+    first = pull(xb.node, xb.client_to(xa), query())
+    assert first.witness is not None and first.witness.verdict == "first"
+    assert first.document["checkpoint"] and first.document["consistency_proof"] is None
+    grown = signer.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
+    assert grown > first_size  # the release itself was audited
+    second = pull(xb.node, xb.client_to(xa), query("area:adm1"))
+    assert second.document["consistency_proof"]["from"] == first_size
+    assert second.witness is not None and second.witness.verdict == "consistent"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select
 
 from exchange.signatures import (
     REQUEST_TAG,
@@ -24,8 +23,7 @@ from exchange.signatures import (
     to_httpx2_request,
 )
 from nodes import peers
-from nodes.audit.tables import audit_entries
-from nodes.database import reading
+from nodes.audit import queries
 from nodes.identity import load_current
 from tests.federation import Member, federation, now, query
 
@@ -147,12 +145,11 @@ CASES: dict[str, tuple[Case, str]] = {
 
 
 def _audited_refusals(member: Member) -> int:
-    with reading(member.node.engine) as conn:
-        return conn.execute(
-            select(func.count())
-            .select_from(audit_entries)
-            .where(audit_entries.c.action == "release.request")
-        ).scalar_one()
+    page = queries.entries(member.node.engine, limit=queries.MAX_PAGE)
+    assert page.next_start is None
+    return sum(
+        1 for e in page.entries if e["action"] == "release.request" and e["outcome"] == "rejected"
+    )
 
 
 def _assert_rejected(xa: Member, message: RequestMessage, kind: str) -> None:

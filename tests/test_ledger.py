@@ -16,7 +16,7 @@ from nodes.database import reading, writing
 from nodes.node import Node
 from nodes.release_tables import releases as release_rows
 from nodes.settings import NodeSettings
-from policies.decision import Charge
+from policies.accounts import Charge
 from policies.query import ReleaseQuery
 from tests.release_support import (
     NOW,

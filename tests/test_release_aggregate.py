@@ -135,3 +135,20 @@ def test_case_based_rows_are_counted(node: Node) -> None:
         "XA-P2": 10,
         "XA-P3": 0,
     }
+
+
+def test_a_coded_filter_on_a_dimension_not_grouped_is_applied_in_sql(node: Node) -> None:
+    install_policy(node)
+    rows = weekly(("XA-P1-D1",), range(1, 3), cases=2)
+    rows += [dict(r, age_band="65+", cases=5) for r in rows]
+    push(node, agency(node), "weekly_epi@1", rows)
+    got, keys = exact_of(
+        node,
+        measures=("cases",),
+        group_by=("area",),
+        filters={"age_band": ["45+"]},
+        since="2026-W01",
+        until="2026-W02",
+    )
+    assert keys.where_in == {"age_band": frozenset({"45-64", "65+"})}
+    assert got["cases"].tolist() == [5 * 2, 0, 0]

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from nodes import releases
+from nodes import aggregates, releases
 from nodes.node import Node
 from nodes.release_tables import releases as release_rows
 from nodes.tokens import TokenRecord
@@ -226,3 +226,33 @@ def test_check_spends_nothing_and_shows_the_budget(node: Node) -> None:
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
     denied = releases.check(node, partner_id="XD", query=QUERY, now=NOW)
     assert not denied.allowed and denied.budget is None
+
+
+def test_check_says_when_a_stored_release_answers_for_free(node: Node) -> None:
+    seeded(node)
+    made = releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    decision = releases.check(node, partner_id="XB", query=QUERY, now=NOW)
+    assert decision.budget is not None and decision.budget.cached_release == made.id
+    assert [line["left_after"] for line in decision.summary()["budget"]] == [9.5, 19.5]
+
+
+def test_an_exhausted_partner_cannot_make_the_node_scan_its_data(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seeded(
+        node,
+        edited_policy(
+            ("budget: {epsilon: 10, period: year}", "budget: {epsilon: 0.5, period: year}")
+        ),
+    )
+    releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+
+    def scan(*_args: object) -> None:
+        raise AssertionError("scanned the data for a release nobody can pay for")
+
+    monkeypatch.setattr(aggregates, "exact", scan)
+    with pytest.raises(releases.InsufficientBudgetError, match="has 0 ε left"):
+        releases.release(
+            node, partner_id="XB", query=QUERY.model_copy(update={"since": "2026-W02"}), now=NOW
+        )
+    assert [e["outcome"] for e in release_audit(node)] == ["allowed", "denied"]

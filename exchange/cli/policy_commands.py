@@ -19,8 +19,8 @@ from exchange.cli.common import NodeDir, console, fail, open_node, utcnow
 from nodes import ledger, releases
 from nodes.database import reading
 from nodes.policy_file import validate_file
+from policies.accounts import accounts_in_force
 from policies.budget import show
-from policies.decision import accounts_in_force
 from policies.query import ReleaseQuery
 
 DENIED = 2

@@ -36,7 +36,9 @@ def _filters(values: list[str] | None) -> dict[str, tuple[str, ...]]:
 
 def _refusal(exc: PeerRefusedError) -> str:
     lines = [str(exc)]
-    lines += [f"  - {reason}" for reason in exc.problem.get("reasons", [])]
+    reasons = exc.problem.get("reasons", [])
+    if reasons != [exc.problem.get("detail")]:  # one reason is the detail already shown
+        lines += [f"  - {reason}" for reason in reasons]
     if "budget_left" in exc.problem:
         lines.append(
             f"  budget left: {exc.problem['budget_left']}, cost: {exc.problem.get('cost')}"
@@ -104,6 +106,11 @@ def pull_command(
         f"Signed by {from_}'s key {result.key_id}; stored with its signature as received "
         f"release {result.received_id}."
     )
+    if result.witness is not None:
+        style = "bold red" if result.witness.flagged else "green"
+        console.print(
+            f"{from_}'s audit log: [{style}]{result.witness.verdict}[/] ({result.witness.reason})"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -7,13 +7,14 @@ RFC 9421 signature with a key in this node's peer registry (see ``exchange.relea
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from exchange import releasing
+from exchange import releasing, witnessing
 from exchange.dependencies import NodeDep
-from exchange.problems import documented
+from exchange.problems import PayloadTooLargeError, documented
 from exchange.signatures import request_from_starlette
 from exchange.uploads import read_body
 from nodes import keys
@@ -42,7 +43,7 @@ def describe(node: Node, now: datetime) -> NodeDescriptor:
         public_url=node.settings.public_url,
         keys=keys.key_ring(node.settings.keys_dir, now=now),
         schemas=[schema.id for schema in node.registry],
-        checkpoint=releasing.latest_checkpoint(node),
+        checkpoint=witnessing.checkpoint_document(node, None)["checkpoint"],
     )
 
 
@@ -65,8 +66,25 @@ async def node_descriptor(node: NodeDep, response: Response) -> NodeDescriptor:
     openapi_extra=_QUERY_BODY,
     summary="A partner node asks for a differentially private aggregate",
 )
-async def create_release(request: Request, node: NodeDep) -> Response:
-    body = await read_body(request, MAX_QUERY_BYTES)
+async def create_release(
+    request: Request,
+    node: NodeDep,
+    checkpoint_since: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**53,
+            description="Tree size of the last checkpoint of ours you accepted: the signed "
+            "answer carries a consistency proof from it (covered by your signature)",
+        ),
+    ] = None,
+) -> Response:
+    try:
+        body = await read_body(request, MAX_QUERY_BYTES)
+    except PayloadTooLargeError:
+        raise PayloadTooLargeError(
+            f"a release query is at most {MAX_QUERY_BYTES} bytes; this one is larger"
+        ) from None
     message = await request_from_starlette(
         request, public_base_url=node.settings.public_url, body=body
     )

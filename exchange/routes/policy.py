@@ -16,11 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from exchange.dependencies import CurrentOperator, NodeDep
-from exchange.problems import documented
+from exchange.problems import PROBLEM_JSON, Problem, documented
 from nodes import releases
 from policies.query import ReleaseQuery
 
 router = APIRouter(prefix="/v1/policy", tags=["operator"])
+
+_UNPARSABLE = {
+    "description": "The body is not JSON",
+    "model": Problem,
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
 
 
 class PolicyCheck(BaseModel):
@@ -34,7 +40,7 @@ class PolicyCheck(BaseModel):
 
 @router.post(
     "/check",
-    responses=documented(401, 403, 422),
+    responses={**documented(401, 403, 422), 400: _UNPARSABLE},
     summary="Decide a partner's query without releasing or spending anything",
 )
 async def check_policy(
