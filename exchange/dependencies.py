@@ -16,6 +16,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from exchange import partner_auth
+from exchange.signatures import request_from_starlette
 from nodes import tokens
 from nodes.audit import events as audit_events
 from nodes.node import Node
@@ -39,6 +41,8 @@ async def current_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenRecord:
     """The token behind the bearer credential; every failure is logged before the 401."""
+    if credentials is None and "signature" in request.headers:
+        await _refuse_partner(request, node)
     try:
         if (
             credentials is None
@@ -58,6 +62,32 @@ async def current_token(
             reason=str(exc),
         )
         raise
+
+
+async def _refuse_partner(request: Request, node: Node) -> None:
+    """A signed partner request on a token route: 403 once its signature verifies, else 401.
+
+    Partners pull releases and nothing else; a valid signature proves who asked, which is
+    what makes the refusal a 403 (and its audit entry names the peer).
+    """
+    message = await request_from_starlette(
+        request, public_base_url=node.settings.public_url, body=await request.body()
+    )
+    partner = await run_in_threadpool(
+        functools.partial(partner_auth.authenticate, node, message, now=dt.datetime.now(dt.UTC))
+    )
+    error = ForbiddenError(
+        f"partner {partner.peer_id} may pull releases (POST /v1/releases) and nothing else here"
+    )
+    await _log_refusal(
+        request,
+        node,
+        actor=partner.peer_id,
+        role="partner",
+        action="auth.forbidden",
+        reason=str(error),
+    )
+    raise error
 
 
 async def _log_refusal(

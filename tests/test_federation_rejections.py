@@ -223,3 +223,18 @@ def test_unsigned_garbage_is_401_not_422(pair: dict[str, Member]) -> None:
         "/v1/releases", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert answer.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/v1/audit/entries", "/v1/audit/checkpoint", "/v1/reports"])
+def test_a_partner_signature_gets_403_on_token_routes(pair: dict[str, Member], path: str) -> None:
+    """Partners pull releases only: a verified partner is refused (403), a forger is not (401)."""
+    xa, xb = pair["XA"], pair["XB"]
+    ask = RequestMessage("GET", f"http://xa.test{path}", (("Content-Type", "application/json"),))
+    key = load_current(xb.settings.keys_dir).private_key
+    answer = xa.http.send(to_httpx2_request(sign_request(ask, private_key=key, now=now())))
+    assert answer.status_code == 403, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "partner XB" in answer.json()["detail"]
+    forger = Ed25519PrivateKey.generate()
+    forged = xa.http.send(to_httpx2_request(sign_request(ask, private_key=forger, now=now())))
+    assert forged.status_code == 401
