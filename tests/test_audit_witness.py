@@ -243,3 +243,28 @@ def test_a_restored_database_that_has_not_caught_up_is_a_rollback(tmp_path: Path
     assert rolled.flagged and "rolled back: tree size 3 signed after tree size 9" in rolled.reason
     a.close()
     w.close()
+
+
+def test_peer_list_shows_a_flagged_peer(node: Node) -> None:
+    from typer.testing import CliRunner
+
+    from exchange.cli import app
+    from nodes import peers
+    from nodes.identity import public_key_text
+
+    peer = PeerLog().grow(4)
+    peers.add_peer(
+        node.engine,
+        peer_id="XB",
+        name="Federation of XB",
+        url="http://xb.test",
+        keys=[peers.NewKey(public_key_text(peer.key.public_key()))],
+        now=now(),
+    )
+    runner = CliRunner()
+    before = runner.invoke(app, ["peer", "list", str(node.settings.directory)])
+    assert before.exit_code == 0 and "no flag" in before.output and "FLAGGED" not in before.output
+    see(node, peer, peer.checkpoint(0))
+    see(node, peer.fork(2), peer.fork(2).checkpoint(5))  # rolled back
+    after = runner.invoke(app, ["peer", "list", str(node.settings.directory)])
+    assert after.exit_code == 0 and "FLAGGED" in after.output and "rolled back" in after.output

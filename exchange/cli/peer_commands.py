@@ -9,11 +9,12 @@ import httpx2
 import typer
 from rich.table import Table
 
-from exchange.cli.common import NodeDir, console, fail, open_node, utcnow
+from exchange.cli.common import NodeDir, console, errors, fail, open_node, utcnow
 from exchange.peer_client import PeerError, fetch_descriptor
 from exchange.pulling import peer_client, refresh_keys
 from nodes import keys, peers
 from nodes.audit import log as audit_log
+from nodes.audit import witness
 from nodes.database import writing
 from nodes.descriptor import WELL_KNOWN, NodeDescriptor, add_pinned_peer
 from nodes.identity import parse_public_key
@@ -90,7 +91,8 @@ def list_peers(
     now = utcnow()
     with open_node(directory) as node:
         found = peers.list_peers(node.engine, include_removed=all_)
-    table = Table("id", "name", "url", "key id", "valid until", "state")
+        flagged = {f.peer_id: f for f in witness.flagged_peers(node.engine)}
+    table = Table("id", "name", "url", "key id", "valid until", "state", "audit log")
     for peer in found:
         for index, k in enumerate(peer.keys):
             state = (
@@ -105,8 +107,17 @@ def list_peers(
                 k.key_id,
                 f"{k.valid_until:%Y-%m-%d %H:%M}" if k.valid_until else "",
                 state + (" (peer removed)" if peer.removed_at and index == 0 else ""),
+                _log_state(flagged.get(peer.id)) if index == 0 else "",
             )
     console.print(table)
+    for flag in flagged.values():
+        errors.print(f"[bold red]peer {flag.peer_id} flagged:[/] {flag.reason}", highlight=False)
+
+
+def _log_state(flag: witness.FlaggedPeer | None) -> str:
+    if flag is None:
+        return "no flag"
+    return f"[bold red]FLAGGED[/] {flag.flags}x since {flag.first_flagged:%Y-%m-%d %H:%M}"
 
 
 def remove(directory: NodeDir, peer_id: PeerId) -> None:
