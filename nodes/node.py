@@ -50,7 +50,7 @@ class Node:
         registry = SchemaRegistry()
         try:  # an invalid policy stops the node, naming file, place and reason
             policy = load_node_policy(settings, gazetteer=gazetteer, registry=registry)
-        except ValueError:
+        except Exception:
             engine.dispose()
             raise
         return cls(

@@ -4,10 +4,11 @@
 
 1. **Decide** (`policies.decision`): deny by default. A denial is audited in its own small
    write transaction and raised as `PolicyDeniedError` (403) with the reasons.
-2. **Read** one consistent snapshot: the schema's data version, the release cache, and,
-   on a miss, the exact integer aggregate over the full key set (`nodes.aggregates`). An
-   identical effective query over unchanged data returns the stored release and charges
-   nothing, so asking again never lets a partner average the noise away.
+2. **Read**: the schema's data version, the release cache and the ledger, then, on a miss
+   that the budget can pay for, the exact integer aggregate over the full key set
+   (`nodes.aggregates`). An identical effective query over unchanged data returns the
+   stored release and charges nothing, so asking again never lets a partner average the
+   noise away. A partner out of budget is refused here, before any data is scanned.
 3. **Reserve** in one write transaction: the partner and global ledger accounts
    (`nodes.ledger`), the release row, and the audit entry. It commits *before* any noise is
    drawn. If an account cannot pay, nothing is charged, the refusal is audited, and
@@ -94,7 +95,10 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
         _refuse(node, decision, PolicyDeniedError(decision), now)
     effective, cost = decision.effective, decision.cost
     assert effective is not None and cost is not None
-    with reading(node.engine) as conn:  # one snapshot: data version, cache, budget, data
+    with reading(node.engine) as conn:
+        # The version is read before the data: under PostgreSQL's READ COMMITTED a push may
+        # land in between, and then the release is keyed to older data than it saw (never
+        # served stale), not the other way round.
         version = aggregates.data_version(conn, effective.schema_id)
         key = release_store.cache_key(effective, version)
         cached = release_store.find_cached(conn, partner_id=partner_id, key=key)

@@ -148,6 +148,8 @@ def test_cli_budget_lists_every_account(node: Node, settings: NodeSettings) -> N
 
 def test_cli_policy_validate(node: Node, settings: NodeSettings, tmp_path: Path) -> None:
     runner = CliRunner()
+    # The installed policy is broken (the node would not start), yet a candidate can be checked.
+    settings.policy_file.write_text("version: 1\nnode: XA\nagreements: oops\n", encoding="utf-8")
     good = runner.invoke(
         cli, ["policy", "validate", str(SAMPLE_POLICY), "--node", str(settings.directory)]
     )

@@ -212,3 +212,13 @@ def test_reloading_an_invalid_policy_keeps_the_current_one(node: Node) -> None:
     with pytest.raises(PolicyError):
         node.reload_policy()
     assert node.policy is good
+
+
+def test_a_node_refuses_to_start_with_weakened_opendp(
+    settings: NodeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import opendp.mod
+
+    monkeypatch.setattr(opendp.mod, "GLOBAL_FEATURES", {"contrib", "honest-but-curious"})
+    with pytest.raises(RuntimeError, match="OpenDP features must be exactly"):
+        Node.open(settings)

@@ -19,9 +19,12 @@ from exchange.cli.common import NodeDir, console, fail, open_node, utcnow
 from nodes import ledger, releases
 from nodes.database import reading
 from nodes.policy_file import validate_file
+from nodes.settings import NodeSettings
 from policies.accounts import accounts_in_force
 from policies.budget import show
 from policies.query import ReleaseQuery
+from schemas.gazetteer import Gazetteer
+from schemas.registry import SchemaRegistry
 
 DENIED = 2
 
@@ -114,14 +117,18 @@ def validate(
     file: Annotated[Path, typer.Argument(help="A policy YAML file")],
     directory: Annotated[Path, typer.Option("--node", help="The node directory it is for")],
 ) -> None:
-    """Check a policy file against a node without installing it (file, place, reason)."""
-    with open_node(directory) as node:
-        try:
-            policy = validate_file(
-                file, settings=node.settings, gazetteer=node.gazetteer, registry=node.registry
-            )
-        except (OSError, ValueError) as exc:
-            fail(str(exc))
+    """Check a policy file against a node without installing it (file, place, reason).
+
+    Works even when the node's current policy is broken: it reads only the node's settings
+    and gazetteer, not its database or current policy."""
+    try:
+        settings = NodeSettings.load(directory)
+        gazetteer = Gazetteer.from_csv_text(settings.gazetteer_file.read_text(encoding="utf-8"))
+        policy = validate_file(
+            file, settings=settings, gazetteer=gazetteer, registry=SchemaRegistry()
+        )
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
     document = policy.document
     console.print(
         f"[green]valid[/]: {len(document.agreements)} agreement(s), "
