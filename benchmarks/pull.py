@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -63,7 +62,7 @@ from nodes.settings import NodeSettings
 from policies.decision import ReleaseRequest, decide_with_keys
 from policies.query import ReleaseQuery
 from schemas.periods import week_of
-from tests.servers import free_port, kill_hard
+from tests.servers import free_port, kill_hard, start_python
 
 PROVINCES, WEEKS = 50, 20  # admin level 1 x weeks = 1,000 cells
 POLICY = """\
@@ -338,25 +337,7 @@ def main() -> None:
 
 def start_bench_server(directory: Path, port: int) -> subprocess.Popen[bytes]:
     """Like tests.servers.start_server, but this script's app (with the bare endpoint)."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(directory), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env={**os.environ},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode() if process.stderr else "exited")
-        try:
-            if httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the benchmark server did not become ready in 30 s")
+    return start_python([__file__, "--serve", str(directory), "--port", str(port)], port)
 
 
 if __name__ == "__main__":

@@ -21,18 +21,23 @@ def free_port() -> int:
 
 def start_server(node_dir: Path, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     """``exchange serve`` in its own process group; waits until /readyz answers ready."""
+    command = [
+        "-m",
+        "exchange",
+        "serve",
+        str(node_dir),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return start_python(command, port)
+
+
+def start_python(arguments: list[str], port: int) -> subprocess.Popen[bytes]:
+    """``python ARGUMENTS`` serving on ``port``, in its own process group, once /readyz is ready."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exchange",
-            "serve",
-            str(node_dir),
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
+        [sys.executable, *arguments],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
