@@ -18,9 +18,9 @@ from nodes.keys import current_key
 from nodes.policy_file import load_node_policy
 from nodes.settings import NodeSettings
 from policies.node_policy import NodePolicy
+from schemas.columns import ValidationContext
 from schemas.gazetteer import Gazetteer
 from schemas.registry import SchemaRegistry
-from schemas.validation import ValidationContext
 
 
 @dataclass

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.codelists import CODE_LISTS
+from schemas.columns import MAX_INT, MAX_TEXT
 from schemas.gazetteer import Gazetteer
 from schemas.labels import Language
 from schemas.model import FieldType, ReportField, ReportSchema
 from schemas.standard import WEEK
-from schemas.validation import MAX_INT, MAX_TEXT
 
 _MAX_AREA_ENUM = 5000
 

@@ -12,34 +12,33 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import operator
-import re
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import chain
 from typing import cast
 
-from schemas.codelists import CODE_LISTS
+from schemas.columns import (
+    CHECKERS,
+    Column,
+    ErrorLog,
+    RowError,
+    ValidationContext,
+)
 from schemas.errors import InvalidInputError
-from schemas.gazetteer import Gazetteer
 from schemas.model import FieldType, ReportSchema
-from schemas.periods import InvalidWeekError, WeekSystem, parse_week, week_of
+from schemas.periods import week_of
 
-MAX_INT = 2**62  # far above any count, far below int64 overflow in SQL sums
-MAX_TEXT = 64
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-Column = Sequence[object]
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One bad value: ``row`` counts data rows from 1 (a CSV's header is not a row)."""
-
-    row: int
-    field: str
-    value: str
-    reason: str
+__all__ = [
+    "Batch",
+    "ReportShapeError",
+    "ReportValidationError",
+    "RowError",
+    "ValidationContext",
+    "from_csv_rows",
+    "from_json_rows",
+    "from_text_columns",
+]
 
 
 class ReportValidationError(InvalidInputError):
@@ -57,13 +56,6 @@ class ReportValidationError(InvalidInputError):
 
 class ReportShapeError(InvalidInputError):
     """A report whose overall shape is wrong (columns, row objects), before any value is read."""
-
-
-@dataclass(frozen=True)
-class ValidationContext:
-    gazetteer: Gazetteer
-    week_system: WeekSystem
-    max_errors: int = 100
 
 
 @dataclass(frozen=True)
@@ -98,18 +90,6 @@ class Batch:
         return digest.hexdigest()
 
 
-@dataclass
-class _Errors:
-    limit: int
-    items: list[RowError] = field(default_factory=list)
-    total: int = 0
-
-    def add(self, row: int, name: str, value: object, reason: str) -> None:
-        self.total += 1
-        if len(self.items) < self.limit:
-            self.items.append(RowError(row=row, field=name, value=str(value)[:80], reason=reason))
-
-
 def from_csv_rows(
     schema: ReportSchema,
     header: Sequence[str],
@@ -120,7 +100,7 @@ def from_csv_rows(
     _check_header(schema, header)
     width = len(header)
     if rows and set(map(len, rows)) != {width}:
-        errors = _Errors(ctx.max_errors)
+        errors = ErrorLog(ctx.max_errors)
         for i, row in enumerate(rows, 1):
             if len(row) != width:
                 errors.add(i, "*", f"{len(row)} values", f"expected {width} values like the header")
@@ -188,14 +168,14 @@ def _validate(
     *,
     from_text: bool,
 ) -> Batch:
-    errors = _Errors(ctx.max_errors)
+    errors = ErrorLog(ctx.max_errors)
     out: dict[str, list[object]] = {}
     for f in schema.fields:
         column = raw.get(f.name)
         if column is None:
             out[f.name] = [None] * n
             continue
-        checker = _CHECKERS[f.type]
+        checker = CHECKERS[f.type]
         out[f.name] = checker(f.name, column, f.required, from_text, ctx, schema, errors)
     if errors.total == 0:
         _check_unique_cells(schema, out, n, errors)
@@ -209,7 +189,7 @@ def _validate(
 
 
 def _check_unique_cells(
-    schema: ReportSchema, columns: Mapping[str, list[object]], n: int, errors: _Errors
+    schema: ReportSchema, columns: Mapping[str, list[object]], n: int, errors: ErrorLog
 ) -> None:
     keys = list(zip(*(columns[k] for k in schema.cell_key), strict=True))
     if len(set(keys)) == n:
@@ -225,215 +205,3 @@ def _check_unique_cells(
             )
         else:
             first[key] = i
-
-
-def _missing(name: str, column: Column, required: bool, errors: _Errors) -> bool:
-    """Report empty values of a required field; True if the column has any empty value."""
-    empties = [i for i, v in enumerate(column, 1) if v is None or v == ""]
-    if required:
-        for i in empties:
-            errors.add(i, name, "", "a value is required")
-    return bool(empties)
-
-
-def _walk(
-    name: str, column: Column, required: bool, errors: _Errors, convert: Callable[[object], object]
-) -> list[object]:
-    """The slow path: convert value by value, recording each failure with its row."""
-    out: list[object] = []
-    for i, value in enumerate(column, 1):
-        if value is None or value == "":
-            if required:
-                errors.add(i, name, "", "a value is required")
-            out.append(None)
-            continue
-        try:
-            out.append(convert(value))
-        except ValueError as exc:
-            errors.add(i, name, value, str(exc))
-            out.append(None)
-    return out
-
-
-def _count(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: _Errors,
-) -> list[object]:
-    if not column:
-        return []
-    if from_text:
-        texts = cast(Sequence[str], column)
-        joined = "".join(texts)
-        if all(texts) and joined.isascii() and joined.isdigit() and max(map(len, texts)) <= 18:
-            return list(map(int, texts))
-    elif set(map(type, column)) == {int}:
-        numbers = cast(Sequence[int], column)
-        if min(numbers) >= 0 and max(numbers) < MAX_INT:
-            return list(numbers)
-    return _walk(name, column, required, errors, lambda v: _one_count(v, from_text))
-
-
-def _one_count(value: object, from_text: bool) -> int:
-    if from_text:
-        text = str(value)
-        if not (text.isascii() and text.lstrip("-").isdigit()):
-            raise ValueError("not a whole number")
-        number = int(text)
-    elif type(value) is not int:
-        raise ValueError(f"a count must be a JSON integer, not {type(value).__name__}")
-    else:
-        number = value
-    if number < 0:
-        raise ValueError("a count cannot be negative")
-    if number >= MAX_INT:
-        raise ValueError("too large for a count")
-    return number
-
-
-def _coded(allowed: frozenset[str], what: str) -> Callable[[object], object]:
-    def convert(value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError(f"must be text, not {type(value).__name__}")
-        if value not in allowed:
-            shown = ", ".join(sorted(allowed)[:12]) + (", ..." if len(allowed) > 12 else "")
-            raise ValueError(f"not a {what}; allowed: {shown}")
-        return value
-
-    return convert
-
-
-def _set_checked(
-    name: str, column: Column, required: bool, errors: _Errors, allowed: frozenset[str], what: str
-) -> list[object]:
-    if column and set(map(type, column)) == {str} and set(column) <= allowed:
-        return list(column)
-    return _walk(name, column, required, errors, _coded(allowed, what))
-
-
-def _area(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: _Errors,
-) -> list[object]:
-    return _set_checked(
-        name, column, required, errors, ctx.gazetteer.codes, "area code of this node's gazetteer"
-    )
-
-
-def _code(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: _Errors,
-) -> list[object]:
-    codelist = CODE_LISTS[schema.codelist_of(name) or ""]
-    return _set_checked(
-        name, column, required, errors, codelist.values(), f"code of the {codelist.name} list"
-    )
-
-
-def _by_distinct(
-    name: str, column: Column, required: bool, errors: _Errors, convert: Callable[[object], object]
-) -> list[object]:
-    """Parse each distinct value once; a report repeats a few weeks or dates many times."""
-    try:
-        distinct = set(column)
-    except TypeError:  # an unhashable JSON value (array, object)
-        return _walk(name, column, required, errors, convert)
-    parsed: dict[object, object] = {}
-    for value in distinct:
-        if value is None or value == "":
-            return _walk(name, column, required, errors, convert)
-        try:
-            parsed[value] = convert(value)
-        except ValueError:
-            return _walk(name, column, required, errors, convert)
-    if all(k == v for k, v in parsed.items()):
-        return list(column)
-    return list(map(parsed.__getitem__, column))
-
-
-def _week(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: _Errors,
-) -> list[object]:
-    def convert(value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError(f"a week must be text, not {type(value).__name__}")
-        try:
-            return parse_week(value, ctx.week_system)
-        except InvalidWeekError as exc:
-            raise ValueError(str(exc)) from None
-
-    return _by_distinct(name, column, required, errors, convert)
-
-
-def _date(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: _Errors,
-) -> list[object]:
-    def convert(value: object) -> object:
-        if not isinstance(value, str) or not _DATE.match(value):
-            raise ValueError("a date is written YYYY-MM-DD")
-        try:
-            return dt.date.fromisoformat(value).isoformat()
-        except ValueError:
-            raise ValueError("no such calendar date") from None
-
-    return _by_distinct(name, column, required, errors, convert)
-
-
-def _text(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: _Errors,
-) -> list[object]:
-    if column and set(map(type, column)) == {str}:
-        texts = cast(Sequence[str], column)
-        if all(texts) and max(map(len, texts)) <= MAX_TEXT:
-            return list(texts)
-
-    def convert(value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError(f"must be text, not {type(value).__name__}")
-        if len(value) > MAX_TEXT:
-            raise ValueError(f"longer than {MAX_TEXT} characters")
-        return value
-
-    return _walk(name, column, required, errors, convert)
-
-
-_CHECKERS = {
-    FieldType.COUNT: _count,
-    FieldType.AREA: _area,
-    FieldType.CODE: _code,
-    FieldType.WEEK: _week,
-    FieldType.DATE: _date,
-    FieldType.TEXT: _text,
-}

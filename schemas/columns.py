@@ -1,0 +1,259 @@
+"""Checking one column of a report against its field type.
+
+Each checker takes a whole column and returns it normalized, in one pass of C-level work
+(``str.join``, set differences, ``map``); only when that fast check fails does ``walk`` go
+value by value, so every bad value is reported with its row and reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from schemas.codelists import CODE_LISTS
+from schemas.gazetteer import Gazetteer
+from schemas.model import FieldType, ReportSchema
+from schemas.periods import InvalidWeekError, WeekSystem, parse_week
+
+MAX_INT = 2**62  # far above any count, far below int64 overflow in SQL sums
+MAX_TEXT = 64
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+Column = Sequence[object]
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One bad value: ``row`` counts data rows from 1 (a CSV's header is not a row)."""
+
+    row: int
+    field: str
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    gazetteer: Gazetteer
+    week_system: WeekSystem
+    max_errors: int = 100
+
+
+@dataclass
+class ErrorLog:
+    """Bad values found so far: the first ``limit`` kept, all counted."""
+
+    limit: int
+    items: list[RowError] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, row: int, name: str, value: object, reason: str) -> None:
+        self.total += 1
+        if len(self.items) < self.limit:
+            self.items.append(RowError(row=row, field=name, value=str(value)[:80], reason=reason))
+
+
+def walk(
+    name: str, column: Column, required: bool, errors: ErrorLog, convert: Callable[[object], object]
+) -> list[object]:
+    """The slow path: convert value by value, recording each failure with its row."""
+    out: list[object] = []
+    for i, value in enumerate(column, 1):
+        if value is None or value == "":
+            if required:
+                errors.add(i, name, "", "a value is required")
+            out.append(None)
+            continue
+        try:
+            out.append(convert(value))
+        except ValueError as exc:
+            errors.add(i, name, value, str(exc))
+            out.append(None)
+    return out
+
+
+def _count(
+    name: str,
+    column: Column,
+    required: bool,
+    from_text: bool,
+    ctx: ValidationContext,
+    schema: ReportSchema,
+    errors: ErrorLog,
+) -> list[object]:
+    if not column:
+        return []
+    if from_text:
+        texts = cast(Sequence[str], column)
+        joined = "".join(texts)
+        if all(texts) and joined.isascii() and joined.isdigit() and max(map(len, texts)) <= 18:
+            return list(map(int, texts))
+    elif set(map(type, column)) == {int}:
+        numbers = cast(Sequence[int], column)
+        if min(numbers) >= 0 and max(numbers) < MAX_INT:
+            return list(numbers)
+    return walk(name, column, required, errors, lambda v: _one_count(v, from_text))
+
+
+def _one_count(value: object, from_text: bool) -> int:
+    if from_text:
+        text = str(value)
+        if not (text.isascii() and text.lstrip("-").isdigit()):
+            raise ValueError("not a whole number")
+        number = int(text)
+    elif type(value) is not int:
+        raise ValueError(f"a count must be a JSON integer, not {type(value).__name__}")
+    else:
+        number = value
+    if number < 0:
+        raise ValueError("a count cannot be negative")
+    if number >= MAX_INT:
+        raise ValueError("too large for a count")
+    return number
+
+
+def _coded(allowed: frozenset[str], what: str) -> Callable[[object], object]:
+    def convert(value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text, not {type(value).__name__}")
+        if value not in allowed:
+            shown = ", ".join(sorted(allowed)[:12]) + (", ..." if len(allowed) > 12 else "")
+            raise ValueError(f"not a {what}; allowed: {shown}")
+        return value
+
+    return convert
+
+
+def _set_checked(
+    name: str, column: Column, required: bool, errors: ErrorLog, allowed: frozenset[str], what: str
+) -> list[object]:
+    if column and set(map(type, column)) == {str} and set(column) <= allowed:
+        return list(column)
+    return walk(name, column, required, errors, _coded(allowed, what))
+
+
+def _area(
+    name: str,
+    column: Column,
+    required: bool,
+    from_text: bool,
+    ctx: ValidationContext,
+    schema: ReportSchema,
+    errors: ErrorLog,
+) -> list[object]:
+    return _set_checked(
+        name, column, required, errors, ctx.gazetteer.codes, "area code of this node's gazetteer"
+    )
+
+
+def _code(
+    name: str,
+    column: Column,
+    required: bool,
+    from_text: bool,
+    ctx: ValidationContext,
+    schema: ReportSchema,
+    errors: ErrorLog,
+) -> list[object]:
+    codelist = CODE_LISTS[schema.codelist_of(name) or ""]
+    return _set_checked(
+        name, column, required, errors, codelist.values(), f"code of the {codelist.name} list"
+    )
+
+
+def _by_distinct(
+    name: str, column: Column, required: bool, errors: ErrorLog, convert: Callable[[object], object]
+) -> list[object]:
+    """Parse each distinct value once; a report repeats a few weeks or dates many times."""
+    try:
+        distinct = set(column)
+    except TypeError:  # an unhashable JSON value (array, object)
+        return walk(name, column, required, errors, convert)
+    parsed: dict[object, object] = {}
+    for value in distinct:
+        if value is None or value == "":
+            return walk(name, column, required, errors, convert)
+        try:
+            parsed[value] = convert(value)
+        except ValueError:
+            return walk(name, column, required, errors, convert)
+    if all(k == v for k, v in parsed.items()):
+        return list(column)
+    return list(map(parsed.__getitem__, column))
+
+
+def _week(
+    name: str,
+    column: Column,
+    required: bool,
+    from_text: bool,
+    ctx: ValidationContext,
+    schema: ReportSchema,
+    errors: ErrorLog,
+) -> list[object]:
+    def convert(value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"a week must be text, not {type(value).__name__}")
+        try:
+            return parse_week(value, ctx.week_system)
+        except InvalidWeekError as exc:
+            raise ValueError(str(exc)) from None
+
+    return _by_distinct(name, column, required, errors, convert)
+
+
+def _date(
+    name: str,
+    column: Column,
+    required: bool,
+    from_text: bool,
+    ctx: ValidationContext,
+    schema: ReportSchema,
+    errors: ErrorLog,
+) -> list[object]:
+    def convert(value: object) -> object:
+        if not isinstance(value, str) or not _DATE.match(value):
+            raise ValueError("a date is written YYYY-MM-DD")
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError("no such calendar date") from None
+
+    return _by_distinct(name, column, required, errors, convert)
+
+
+def _text(
+    name: str,
+    column: Column,
+    required: bool,
+    from_text: bool,
+    ctx: ValidationContext,
+    schema: ReportSchema,
+    errors: ErrorLog,
+) -> list[object]:
+    if column and set(map(type, column)) == {str}:
+        texts = cast(Sequence[str], column)
+        if all(texts) and max(map(len, texts)) <= MAX_TEXT:
+            return list(texts)
+
+    def convert(value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text, not {type(value).__name__}")
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"longer than {MAX_TEXT} characters")
+        return value
+
+    return walk(name, column, required, errors, convert)
+
+
+CHECKERS = {
+    FieldType.COUNT: _count,
+    FieldType.AREA: _area,
+    FieldType.CODE: _code,
+    FieldType.WEEK: _week,
+    FieldType.DATE: _date,
+    FieldType.TEXT: _text,
+}
