@@ -12,36 +12,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, fail, open_node, utcnow
+from exchange.cli.query_options import build_query
 from nodes import ledger, releases
 from nodes.database import reading
 from nodes.policy_file import validate_file
 from nodes.settings import NodeSettings
 from policies.accounts import accounts_in_force
 from policies.budget import show
-from policies.query import ReleaseQuery
 from schemas.gazetteer import Gazetteer
 from schemas.registry import SchemaRegistry
 
 DENIED = 2
-
-
-def _split(values: list[str] | None) -> tuple[str, ...]:
-    """``--by area --by week`` and ``--by area,week`` both work."""
-    return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
-
-
-def _filters(values: list[str] | None) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for item in values or ():
-        name, sep, codes = item.partition("=")
-        if not sep or not codes:
-            fail(f"--filter {item!r}: write DIMENSION=VALUE[,VALUE...], e.g. area=XA-P1")
-        out[name.strip()] = out.get(name.strip(), ()) + _split([codes])
-    return out
 
 
 def check(
@@ -64,18 +48,15 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON")] = False,
 ) -> None:
     """What a partner would get for a query, at what cost, and why; spends nothing."""
-    try:
-        query = ReleaseQuery(
-            schema_id=schema,
-            measures=_split([measures] if measures else None),
-            group_by=_split(by),
-            filters=_filters(filter_),
-            since=since,
-            until=until,
-            purpose=purpose,
-        )
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    query = build_query(
+        schema=schema,
+        measures=[measures] if measures else None,
+        by=by,
+        filter_=filter_,
+        since=since,
+        until=until,
+        purpose=purpose,
+    )
     with open_node(directory) as node:
         decision = releases.check(node, partner_id=partner, query=query, now=utcnow())
     summary = decision.summary()

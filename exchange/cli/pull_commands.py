@@ -7,31 +7,13 @@ from typing import Annotated
 
 import httpx2
 import typer
-from pydantic import ValidationError
 
 from exchange.cli.common import NodeDir, console, fail, open_node
+from exchange.cli.query_options import build_query
 from exchange.peer_client import PeerError, PeerRefusedError
 from exchange.pulling import peer_client, pull
 from exchange.release_view import release_csv, release_table
 from nodes import peers, received
-from policies.query import ReleaseQuery
-
-
-def _split(values: list[str] | None) -> tuple[str, ...]:
-    """``--by area:adm1 --by week`` and ``--by area:adm1,week`` mean the same."""
-    return tuple(
-        part.strip() for value in values or () for part in value.split(",") if part.strip()
-    )
-
-
-def _filters(values: list[str] | None) -> dict[str, tuple[str, ...]]:
-    found: dict[str, tuple[str, ...]] = {}
-    for item in values or ():
-        name, sep, listed = item.partition("=")
-        if not sep or not listed:
-            fail(f"--filter {item!r}: write DIMENSION=VALUE[,VALUE...]")
-        found[name.strip()] = _split([listed])
-    return found
 
 
 def _refusal(exc: PeerRefusedError) -> str:
@@ -72,18 +54,15 @@ def pull_command(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the peer")] = 10.0,
 ) -> None:
     """Pull a differentially private release from a peer; verify, store and show it."""
-    try:
-        query = ReleaseQuery(
-            schema_id=schema,
-            measures=_split(measures),
-            group_by=_split(by),
-            filters=_filters(filter_),
-            since=since,
-            until=until,
-            purpose=purpose,
-        )
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    query = build_query(
+        schema=schema,
+        measures=measures,
+        by=by,
+        filter_=filter_,
+        since=since,
+        until=until,
+        purpose=purpose,
+    )
     with open_node(directory) as node, httpx2.Client() as http:
         client = peer_client(
             node, http, peers.get_peer(node.engine, from_), timeout=httpx2.Timeout(timeout)
