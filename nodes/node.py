@@ -5,6 +5,7 @@ Built once by ``Node.open`` (in the app's lifespan or a CLI command), never at i
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,6 +17,7 @@ from nodes.database import make_engine
 from nodes.identity import NodeKey
 from nodes.keys import current_key
 from nodes.policy_file import load_node_policy
+from nodes.policy_loads import record_load
 from nodes.settings import NodeSettings
 from policies.node_policy import NodePolicy
 from schemas.columns import ValidationContext
@@ -50,6 +52,8 @@ class Node:
         registry = SchemaRegistry()
         try:  # an invalid policy stops the node, naming file, place and reason
             policy = load_node_policy(settings, gazetteer=gazetteer, registry=registry)
+            if check_audit:
+                record_load(engine, policy, now=dt.datetime.now(dt.UTC))
         except Exception:
             engine.dispose()
             raise
@@ -63,6 +67,7 @@ class Node:
         self.policy = load_node_policy(
             self.settings, gazetteer=self.gazetteer, registry=self.registry
         )
+        record_load(self.engine, self.policy, now=dt.datetime.now(dt.UTC))
         return self.policy
 
     @cached_property
