@@ -15,7 +15,7 @@ from typing import cast
 
 from schemas.codelists import CODE_LISTS
 from schemas.gazetteer import Gazetteer
-from schemas.model import FieldType, ReportSchema
+from schemas.model import FieldType
 from schemas.periods import InvalidWeekError, WeekSystem, parse_week
 
 MAX_INT = 2**62  # far above any count, far below int64 overflow in SQL sums
@@ -56,37 +56,41 @@ class ErrorLog:
             self.items.append(RowError(row=row, field=name, value=str(value)[:80], reason=reason))
 
 
-def walk(
-    name: str, column: Column, required: bool, errors: ErrorLog, convert: Callable[[object], object]
-) -> list[object]:
+@dataclass(frozen=True)
+class ColumnInput:
+    """One column to check, with what its checker needs to know about the field."""
+
+    name: str
+    values: Column
+    required: bool
+    from_text: bool  # CSV text (every value a string) or typed JSON values
+    ctx: ValidationContext
+    errors: ErrorLog
+    codelist: str | None = None
+
+
+def walk(c: ColumnInput, convert: Callable[[object], object]) -> list[object]:
     """The slow path: convert value by value, recording each failure with its row."""
     out: list[object] = []
-    for i, value in enumerate(column, 1):
+    for i, value in enumerate(c.values, 1):
         if value is None or value == "":
-            if required:
-                errors.add(i, name, "", "a value is required")
+            if c.required:
+                c.errors.add(i, c.name, "", "a value is required")
             out.append(None)
             continue
         try:
             out.append(convert(value))
         except ValueError as exc:
-            errors.add(i, name, value, str(exc))
+            c.errors.add(i, c.name, value, str(exc))
             out.append(None)
     return out
 
 
-def _count(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: ErrorLog,
-) -> list[object]:
+def _count(c: ColumnInput) -> list[object]:
+    column = c.values
     if not column:
         return []
-    if from_text:
+    if c.from_text:
         texts = cast(Sequence[str], column)
         joined = "".join(texts)
         if all(texts) and joined.isascii() and joined.isdigit() and max(map(len, texts)) <= 18:
@@ -95,7 +99,7 @@ def _count(
         numbers = cast(Sequence[int], column)
         if min(numbers) >= 0 and max(numbers) < MAX_INT:
             return list(numbers)
-    return walk(name, column, required, errors, lambda v: _one_count(v, from_text))
+    return walk(c, lambda v: _one_count(v, c.from_text))
 
 
 def _one_count(value: object, from_text: bool) -> int:
@@ -127,93 +131,53 @@ def _coded(allowed: frozenset[str], what: str) -> Callable[[object], object]:
     return convert
 
 
-def _set_checked(
-    name: str, column: Column, required: bool, errors: ErrorLog, allowed: frozenset[str], what: str
-) -> list[object]:
-    if column and set(map(type, column)) == {str} and set(column) <= allowed:
-        return list(column)
-    return walk(name, column, required, errors, _coded(allowed, what))
+def _set_checked(c: ColumnInput, allowed: frozenset[str], what: str) -> list[object]:
+    if c.values and set(map(type, c.values)) == {str} and set(c.values) <= allowed:
+        return list(c.values)
+    return walk(c, _coded(allowed, what))
 
 
-def _area(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: ErrorLog,
-) -> list[object]:
-    return _set_checked(
-        name, column, required, errors, ctx.gazetteer.codes, "area code of this node's gazetteer"
-    )
+def _area(c: ColumnInput) -> list[object]:
+    return _set_checked(c, c.ctx.gazetteer.codes, "area code of this node's gazetteer")
 
 
-def _code(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: ErrorLog,
-) -> list[object]:
-    codelist = CODE_LISTS[schema.codelist_of(name) or ""]
-    return _set_checked(
-        name, column, required, errors, codelist.values(), f"code of the {codelist.name} list"
-    )
+def _code(c: ColumnInput) -> list[object]:
+    codelist = CODE_LISTS[c.codelist or ""]
+    return _set_checked(c, codelist.values(), f"code of the {codelist.name} list")
 
 
-def _by_distinct(
-    name: str, column: Column, required: bool, errors: ErrorLog, convert: Callable[[object], object]
-) -> list[object]:
+def _by_distinct(c: ColumnInput, convert: Callable[[object], object]) -> list[object]:
     """Parse each distinct value once; a report repeats a few weeks or dates many times."""
     try:
-        distinct = set(column)
+        distinct = set(c.values)
     except TypeError:  # an unhashable JSON value (array, object)
-        return walk(name, column, required, errors, convert)
+        return walk(c, convert)
     parsed: dict[object, object] = {}
     for value in distinct:
         if value is None or value == "":
-            return walk(name, column, required, errors, convert)
+            return walk(c, convert)
         try:
             parsed[value] = convert(value)
         except ValueError:
-            return walk(name, column, required, errors, convert)
+            return walk(c, convert)
     if all(k == v for k, v in parsed.items()):
-        return list(column)
-    return list(map(parsed.__getitem__, column))
+        return list(c.values)
+    return list(map(parsed.__getitem__, c.values))
 
 
-def _week(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: ErrorLog,
-) -> list[object]:
+def _week(c: ColumnInput) -> list[object]:
     def convert(value: object) -> object:
         if not isinstance(value, str):
             raise ValueError(f"a week must be text, not {type(value).__name__}")
         try:
-            return parse_week(value, ctx.week_system)
+            return parse_week(value, c.ctx.week_system)
         except InvalidWeekError as exc:
             raise ValueError(str(exc)) from None
 
-    return _by_distinct(name, column, required, errors, convert)
+    return _by_distinct(c, convert)
 
 
-def _date(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: ErrorLog,
-) -> list[object]:
+def _date(c: ColumnInput) -> list[object]:
     def convert(value: object) -> object:
         if not isinstance(value, str) or not _DATE.match(value):
             raise ValueError("a date is written YYYY-MM-DD")
@@ -222,20 +186,12 @@ def _date(
         except ValueError:
             raise ValueError("no such calendar date") from None
 
-    return _by_distinct(name, column, required, errors, convert)
+    return _by_distinct(c, convert)
 
 
-def _text(
-    name: str,
-    column: Column,
-    required: bool,
-    from_text: bool,
-    ctx: ValidationContext,
-    schema: ReportSchema,
-    errors: ErrorLog,
-) -> list[object]:
-    if column and set(map(type, column)) == {str}:
-        texts = cast(Sequence[str], column)
+def _text(c: ColumnInput) -> list[object]:
+    if c.values and set(map(type, c.values)) == {str}:
+        texts = cast(Sequence[str], c.values)
         if all(texts) and max(map(len, texts)) <= MAX_TEXT:
             return list(texts)
 
@@ -246,10 +202,10 @@ def _text(
             raise ValueError(f"longer than {MAX_TEXT} characters")
         return value
 
-    return walk(name, column, required, errors, convert)
+    return walk(c, convert)
 
 
-CHECKERS = {
+CHECKERS: dict[FieldType, Callable[[ColumnInput], list[object]]] = {
     FieldType.COUNT: _count,
     FieldType.AREA: _area,
     FieldType.CODE: _code,

@@ -21,6 +21,7 @@ from typing import cast
 from schemas.columns import (
     CHECKERS,
     Column,
+    ColumnInput,
     ErrorLog,
     RowError,
     ValidationContext,
@@ -175,8 +176,9 @@ def _validate(
         if column is None:
             out[f.name] = [None] * n
             continue
-        checker = CHECKERS[f.type]
-        out[f.name] = checker(f.name, column, f.required, from_text, ctx, schema, errors)
+        out[f.name] = CHECKERS[f.type](
+            ColumnInput(f.name, column, f.required, from_text, ctx, errors, f.codelist)
+        )
     if errors.total == 0:
         _check_unique_cells(schema, out, n, errors)
     if errors.total:
