@@ -134,7 +134,7 @@ def from_json_rows(schema: ReportSchema, rows: Sequence[object], ctx: Validation
         raise ReportShapeError("'rows' must be an array of objects, one per row")
     dict_rows: Sequence[dict[str, object]] = rows  # type: ignore[assignment]
     names = set(chain.from_iterable(dict_rows))
-    _check_header(schema, sorted(names), allow_missing_optional=True)
+    _check_header(schema, sorted(names))
     columns: dict[str, Column] = {}
     for f in schema.fields:
         try:
@@ -144,9 +144,7 @@ def from_json_rows(schema: ReportSchema, rows: Sequence[object], ctx: Validation
     return _validate(schema, columns, len(rows), ctx, from_text=False)
 
 
-def _check_header(
-    schema: ReportSchema, names: Sequence[str], allow_missing_optional: bool = True
-) -> None:
+def _check_header(schema: ReportSchema, names: Sequence[str]) -> None:
     known = set(schema.field_by_name)
     if len(set(names)) != len(names):
         raise ReportShapeError("a column name appears twice in the header")
