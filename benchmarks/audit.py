@@ -209,10 +209,11 @@ def bench_appends(name: str, node: Node, count: int, block: int) -> None:
     table = plain_table(engine)
     now = datetime.now(UTC)
     fields = {
-        "actor": "moh-surveillance",
+        "actor": "token:moh-surveillance",
         "role": "agency",
         "action": "report.push",
-        "resource": "schema:weekly_epi@1/report:123456",
+        "resource": "report:123456",
+        "schema": "weekly_epi@1",
         "outcome": "allowed",
         "reason": "2,400 rows stored, 0 older rows superseded",
         "request_digest": "sha-256:" + hashlib.sha256(b"report").hexdigest(),

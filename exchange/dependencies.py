@@ -20,6 +20,7 @@ from exchange import partner_auth
 from exchange.signatures import request_from_starlette
 from nodes import tokens
 from nodes.audit import events as audit_events
+from nodes.audit.vocabulary import Action, Role
 from nodes.node import Node
 from nodes.tokens import TokenRecord
 from schemas.errors import AuthenticationError, ForbiddenError, InvalidInputError
@@ -56,7 +57,7 @@ async def current_token(
         await _log_refusal(
             request,
             node,
-            actor=revoked.name if revoked else audit_events.UNKNOWN,
+            actor=f"token:{revoked.name}" if revoked else audit_events.UNKNOWN,
             role=revoked.role if revoked else audit_events.UNKNOWN,
             action="auth.failed",
             reason=str(exc),
@@ -82,16 +83,24 @@ async def _refuse_partner(request: Request, node: Node) -> None:
     await _log_refusal(
         request,
         node,
-        actor=partner.peer_id,
+        actor=f"partner:{partner.peer_id}",
         role="partner",
         action="auth.forbidden",
         reason=str(error),
+        partner=partner.peer_id,
     )
     raise error
 
 
 async def _log_refusal(
-    request: Request, node: Node, *, actor: str, role: str, action: str, reason: str
+    request: Request,
+    node: Node,
+    *,
+    actor: str,
+    role: Role,
+    action: Action,
+    reason: str,
+    partner: str | None = None,
 ) -> None:
     """Audit a refused request under its route template (never the raw, caller-chosen path)."""
     route = request.scope.get("route")
@@ -103,8 +112,9 @@ async def _log_refusal(
             actor=actor,
             role=role,
             action=action,
-            resource=f"{request.method} {template}",
+            resource=f"route:{request.method} {template}",
             reason=reason,
+            partner=partner,
             now=dt.datetime.now(dt.UTC),
         )
     )
@@ -121,7 +131,7 @@ def _role(required: tokens.Role) -> Callable[..., Awaitable[TokenRecord]]:
             await _log_refusal(
                 request,
                 node,
-                actor=token.name,
+                actor=f"token:{token.name}",
                 role=token.role,
                 action="auth.forbidden",
                 reason=str(error),

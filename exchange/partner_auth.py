@@ -37,14 +37,19 @@ from nodes.database import reading
 from nodes.node import Node
 from schemas.errors import AuthenticationError
 
-#: Tolerated difference between our clock and a partner's, in seconds.
+#: How far a partner's clock may run ahead of ours, in seconds. It is never added to the
+#: signature's maximum age: a signature is accepted for exactly that long after ``created``.
 CLOCK_SKEW: Final = 5
 #: Partners' requests must also cover their content type: how the body is to be read.
 PARTNER_COMPONENTS: Final = (*REQUEST_COMPONENTS, "content-type")
 #: What we ask of partners, in RFC 9421 ``Accept-Signature`` form, sent with every 401.
+#: Only what a signer can honour as written (§5.1): ``created`` has no value in a request
+#: (generate one); ``alg`` and ``tag`` are values to use. ``keyid`` and ``nonce`` would be
+#: Booleans here (``nonce=?1``), so they are not advertised, though the profile requires
+#: them: the 401's problem lists every required parameter (``required_parameters``).
 ACCEPT_SIGNATURE: Final = (
     'sig1=("@method" "@target-uri" "content-digest" "content-type");'
-    'created;keyid;nonce;alg="ed25519";tag="crisis-exchange/request"'
+    'created;alg="ed25519";tag="crisis-exchange/request"'
 )
 
 _KINDS: Final[tuple[tuple[type[Exception], str], ...]] = (
@@ -115,7 +120,7 @@ def authenticate(node: Node, message: RequestMessage, *, now: datetime) -> Partn
             node.engine,
             key_id=verified.key_id,
             nonce=verified.nonce,
-            expires_at=verified.created + timedelta(seconds=max_age + CLOCK_SKEW),
+            expires_at=verified.created + timedelta(seconds=max_age),  # stale from then
             now=now,
         )
     except (SignatureError, nonces.ReplayedNonceError, nonces.InvalidNonceError) as exc:

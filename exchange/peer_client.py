@@ -17,9 +17,10 @@ Each attempt is signed anew (fresh ``created`` and nonce, so the partner's repla
 never sees one twice). Repeating a release request is safe even if the first attempt was
 served: the partner answers an identical query over unchanged data with the stored
 release and charges nothing. (If the first is still being computed when the repeat
-arrives, both are charged: budget is wasted, never overspent or bypassed.) Refusals and
-bad signatures are never retried: they would not change. Waits grow exponentially with jitter (``stamina``), and the whole operation is
-bounded by ``retry_timeout``, so a partner that is down never hangs the node.
+arrives, the repeat waits for it and gets the same release; past that wait it is a 503,
+retried like a gateway error.) Refusals and bad signatures are never retried: they would
+not change. Waits grow exponentially with jitter (``stamina``), and the whole operation
+is bounded by ``retry_timeout``, so a partner that is down never hangs the node.
 """
 
 from __future__ import annotations

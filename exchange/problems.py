@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from nodes.releases import ReleaseInProgressError
 from nodes.reports import IdempotencyConflictError
 from schemas import errors
 from schemas.validation import ReportValidationError
@@ -64,6 +65,7 @@ _STATUS: list[tuple[type[errors.ExchangeError], int, str]] = [
     (errors.AuthenticationError, 401, "Authentication required"),
     (errors.ForbiddenError, 403, "Forbidden"),
     (errors.BudgetExhaustedError, 429, "Privacy budget exhausted"),
+    (ReleaseInProgressError, 503, "Release in progress"),
 ]
 
 
@@ -144,6 +146,7 @@ _DESCRIPTIONS = {
     415: "The body is not JSON or CSV",
     422: "The request or its values are invalid; invalid rows are listed",
     429: "The privacy budget cannot pay for this release",
+    503: "An identical release is still being computed; ask again (nothing was charged)",
 }
 
 

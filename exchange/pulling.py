@@ -103,12 +103,13 @@ def refresh_keys(node: Node, client: PeerClient, *, now: datetime) -> KeyUpdate:
         if update.added:
             audit_log.append(
                 conn,
-                actor="operator",
-                role="operator",
+                actor="node",
+                role="node",
                 action="peer.key.add",
-                resource=f"peer:{client.peer_id}",
-                outcome="done",
+                resource=f"partner:{client.peer_id}",
+                outcome="allowed",
                 reason=f"accepted endorsed keys {', '.join(update.added)} from its descriptor",
+                partner=client.peer_id,
                 now=now,
             )
     return update

@@ -7,6 +7,12 @@ with the node's current key and bound to the partner's request. Denials (403), e
 budgets (429) and invalid queries (422) are signed too, so a partner can prove it was
 refused and why.
 
+Nothing is charged or recorded as delivered unless the signed answer can be produced:
+everything the answer needs besides the release (the signing key, the binding to the
+request's own signature under whatever label its signer chose, our checkpoint and its
+proof) is worked out before ``release`` commits the ledger, and a trial signature proves
+the binding. What can still fail afterwards is the database itself.
+
 The release document names both nodes, the query, the cells with their accuracy, the
 epsilon spent, the policy hash, the release id and the time, plus this node's latest audit
 checkpoint. The signature covers the exact bytes sent, which the partner stores.
@@ -15,6 +21,7 @@ checkpoint. The signature covers the exact bytes sent, which the partner stores.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +31,12 @@ from pydantic import ValidationError
 from exchange import problems, witnessing
 from exchange.partner_auth import ACCEPT_SIGNATURE, Partner, PartnerAuthError, authenticate
 from exchange.pulling import DOCUMENT_TYPE
-from exchange.signatures import RequestMessage, ResponseMessage, sign_response
+from exchange.signatures import (
+    REQUIRED_PARAMETERS,
+    RequestMessage,
+    ResponseMessage,
+    sign_response,
+)
 from nodes import keys, releases
 from nodes.node import Node
 from policies.query import ReleaseQuery
@@ -66,7 +78,13 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> bytes:
 
 def unauthorized(exc: PartnerAuthError) -> Answer:
     """401, unsigned, saying which check failed and what a valid signature looks like."""
-    body = _problem(401, "Authentication required", str(exc), signature_error=exc.kind)
+    body = _problem(
+        401,
+        "Authentication required",
+        str(exc),
+        signature_error=exc.kind,
+        required_parameters=list(REQUIRED_PARAMETERS),
+    )
     headers = (
         ("Content-Type", problems.PROBLEM_JSON),
         ("WWW-Authenticate", 'Signature realm="exchange"'),
@@ -77,16 +95,53 @@ def unauthorized(exc: PartnerAuthError) -> Answer:
 
 
 def release_document(
-    node: Node, partner: Partner, release: dict[str, Any], *, since: int | None = None
+    node: Node,
+    partner: Partner,
+    release: dict[str, Any],
+    *,
+    since: int | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The signed answer: who to whom, the release, and our checkpoint for witnessing."""
+    """The signed answer: who to whom, the release, and our checkpoint for witnessing
+    (``checkpoint``: a :func:`witnessing.checkpoint_document` read earlier, else read now)."""
+    if checkpoint is None:
+        checkpoint = witnessing.checkpoint_document(node, since)
     return {
         "type": DOCUMENT_TYPE,
         "provider": {"id": node.settings.node_id, "name": node.settings.name},
         "recipient": {"id": partner.peer_id, "key_id": partner.key_id},
         "release": release,
-        **witnessing.checkpoint_document(node, since),
+        **checkpoint,
     }
+
+
+#: Signs an answer (status, media type, body) to the request it was prepared for.
+Signer = Callable[[int, str, bytes], Answer]
+
+
+def response_signer(
+    node: Node, message: RequestMessage, partner: Partner, *, now: datetime
+) -> Signer:
+    """Everything a signed answer to ``message`` needs, checked before anything is charged.
+
+    The key is read once and a trial answer is signed over the very request and the label
+    of its verified signature, so a request that cannot be bound, or a key that cannot be
+    read, fails here (with
+    nothing charged or recorded) rather than after the ledger committed. Raises whatever
+    signing raises (ValueError, OSError).
+    """
+    key = keys.current_key(node.settings.keys_dir).get()
+
+    def sign(status: int, media_type: str, body: bytes) -> Answer:
+        headers = (("Content-Type", media_type), ("Cache-Control", "no-store"))
+        response = ResponseMessage(status, headers, body, message)
+        signed = sign_response(
+            response, private_key=key.private_key, now=now, request_label=partner.signature.label
+        )
+        return Answer(signed.status, signed.headers, signed.body)
+
+    sign(200, "application/json", b"")
+    return sign
 
 
 def _outcome(
@@ -99,14 +154,15 @@ def _outcome(
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         detail = f"{where}: {first.get('msg', 'invalid')}"
         return 422, problems.PROBLEM_JSON, _problem(422, "Invalid request", detail)
+    # Read before the release commits: a failure here must not follow a charge.
+    checkpoint = witnessing.checkpoint_document(node, witnessing.since_of(message.url))
     try:
         made = releases.release(node, partner_id=partner.peer_id, query=query, now=now)
     except ExchangeError as exc:
         status, title = problems.status_of(exc)
         extra = dict(getattr(exc, "problem_extra", {}) or {})
         return status, problems.PROBLEM_JSON, _problem(status, title, str(exc), **extra)
-    since = witnessing.since_of(message.url)
-    document = release_document(node, partner, made.as_document(), since=since)
+    document = release_document(node, partner, made.as_document(), checkpoint=checkpoint)
     return 200, "application/json", _json(document)
 
 
@@ -116,10 +172,5 @@ def answer(node: Node, message: RequestMessage, *, now: datetime) -> Answer:
         partner = authenticate(node, message, now=now)
     except PartnerAuthError as exc:
         return unauthorized(exc)
-    status, media_type, body = _outcome(node, partner, message, now)
-    response = ResponseMessage(
-        status, (("Content-Type", media_type), ("Cache-Control", "no-store")), body, message
-    )
-    key = keys.current_key(node.settings.keys_dir).get()
-    signed = sign_response(response, private_key=key.private_key, now=now)
-    return Answer(signed.status, signed.headers, signed.body)
+    sign = response_signer(node, message, partner, now=now)
+    return sign(*_outcome(node, partner, message, now))

@@ -69,20 +69,30 @@ class StaleSignatureError(SignatureError):
     """The signature was created more than max_age ago, or in the future beyond the skew."""
 
 
+#: The label we sign with. Others may choose theirs (RFC 9421 §4.1); we never assume it.
 LABEL: Final = "sig1"
 REQUEST_TAG: Final = "crisis-exchange/request"
 RESPONSE_TAG: Final = "crisis-exchange/response"
 #: Always covered in requests; ``content-type`` is added whenever the message has one.
 REQUEST_COMPONENTS: Final = ("@method", "@target-uri", "content-digest")
-#: Binds a response to the exact request it answers, through the request's own signature.
-RESPONSE_COMPONENTS: Final = (
-    "@status",
-    "content-digest",
-    '"@method";req',
-    '"@target-uri";req',
-    f'"signature";req;key="{LABEL}"',
-)
-_REQUIRED_PARAMETERS: Final = ("created", "keyid", "nonce", "tag")
+
+
+def response_components(request_label: str) -> tuple[str, ...]:
+    """What a response covers: it is bound to the exact request it answers through that
+    request's own signature, under whatever label its signer chose."""
+    return (
+        "@status",
+        "content-digest",
+        '"@method";req',
+        '"@target-uri";req',
+        f'"signature";req;key="{request_label}"',
+    )
+
+
+#: The response components for a request signed by us (label :data:`LABEL`).
+RESPONSE_COMPONENTS: Final = response_components(LABEL)
+#: Signature parameters every signature in our profile carries.
+REQUIRED_PARAMETERS: Final = ("created", "keyid", "nonce", "tag")
 
 Headers = tuple[tuple[str, str], ...]
 KeyResolver = Callable[[str], Ed25519PublicKey | None]
@@ -141,6 +151,7 @@ class VerifiedSignature:
     nonce: str
     created: datetime
     components: tuple[str, ...]
+    label: str = LABEL
 
 
 class _Fields:
@@ -272,16 +283,44 @@ def sign_request(
     return _sign_profile(message, private_key, now, REQUEST_TAG, REQUEST_COMPONENTS)
 
 
+def _request_label(request: RequestMessage) -> str:
+    """The label of the request's one signature, which a response must cover.
+
+    Raises ValueError unless the request carries exactly one signature (one Signature-Input
+    member and the same one in Signature): there is nothing else to bind a response to.
+    """
+    try:
+        fields = [
+            http_sf.parse((request.header(name) or "").encode("latin-1"), tltype="dictionary")
+            for name in ("signature-input", "signature")
+        ]
+    except ValueError as exc:  # http_sf.StructuredFieldError and encoding errors are ValueErrors
+        raise ValueError("cannot sign a response: the request's signature is malformed") from exc
+    inputs, values = fields
+    if not isinstance(inputs, dict) or not isinstance(values, dict):
+        raise ValueError("cannot sign a response: the request's signature is malformed")
+    if len(inputs) != 1 or set(inputs) != set(values):
+        raise ValueError("cannot sign a response: the request carries no single signature")
+    return str(next(iter(inputs)))
+
+
 def sign_response(
-    message: ResponseMessage, *, private_key: Ed25519PrivateKey, now: datetime
+    message: ResponseMessage,
+    *,
+    private_key: Ed25519PrivateKey,
+    now: datetime,
+    request_label: str | None = None,
 ) -> ResponseMessage:
     """Sign a response to a verified request, bound to it with ``;req`` components.
 
-    Covers :data:`RESPONSE_COMPONENTS` (status, digest, the request's method, target URI
-    and signature) and content-type if present. ``message.request`` must carry our
-    request signature, or ``ValueError``: an unsigned request has nothing to bind to.
+    Covers :func:`response_components` (status, digest, the request's method, target URI
+    and its signature labelled ``request_label``: pass :attr:`VerifiedSignature.label`;
+    by default the label of the request's only signature) and content-type if present.
+    Raises ``ValueError`` if the request carries no such signature: an unsigned request
+    has nothing to bind to.
     """
-    return _sign_profile(message, private_key, now, RESPONSE_TAG, RESPONSE_COMPONENTS)
+    label = _request_label(message.request) if request_label is None else request_label
+    return _sign_profile(message, private_key, now, RESPONSE_TAG, response_components(label))
 
 
 # -- verification ---------------------------------------------------------------------------
@@ -319,7 +358,9 @@ class _Verifier(HTTPMessageVerifier):
 
     The library reads the wall clock in ``validate_created_and_expires``; this override
     uses the caller's ``now`` and adds the profile checks, which the library runs for each
-    signature before resolving its key.
+    signature before resolving its key. The skew tolerates a signer whose clock is ahead
+    (``created`` up to ``skew`` in the future); it never lengthens ``max_age``, so a
+    signature is accepted for exactly ``max_age`` seconds after its ``created``.
     """
 
     def __init__(
@@ -335,7 +376,7 @@ class _Verifier(HTTPMessageVerifier):
         params = sig_input.params
         if not sig_input:
             raise MissingComponentError("the signature covers no components")
-        for name in _REQUIRED_PARAMETERS:
+        for name in REQUIRED_PARAMETERS:
             if name not in params:
                 raise MissingComponentError(f'the signature has no "{name}" parameter')
         if params["tag"] != self.tag:
@@ -349,9 +390,9 @@ class _Verifier(HTTPMessageVerifier):
         now, skew = self.now.timestamp(), self.max_clock_skew.total_seconds()
         if created > now + skew:
             raise StaleSignatureError("the signature was created in the future: check your clock")
-        if max_age is None or created + max_age.total_seconds() < now - skew:
+        if max_age is None or created + max_age.total_seconds() < now:
             raise StaleSignatureError("the signature is too old: sign each request anew")
-        if expires is not None and expires < now - skew:
+        if expires is not None and expires < now:
             raise StaleSignatureError("the signature has expired")
 
 
@@ -388,6 +429,7 @@ def _verify(
         nonce=str(params["nonce"]),
         created=datetime.fromtimestamp(int(params["created"]), UTC),
         components=tuple(c for c in covered if c != '"@signature-params"'),
+        label=results[0].label,
     )
 
 
@@ -404,15 +446,15 @@ def verify_request(
 
     Checks, before any key lookup: one signature, with our tag, covering
     ``required_components`` plus content-digest and (when present) content-type, with
-    ``created``, ``keyid`` and ``nonce``; ``created`` within ``max_age`` seconds before
-    ``now`` and at most ``clock_skew`` after. Then the key (``resolve_key`` returns None
+    ``created``, ``keyid`` and ``nonce``; ``created`` at most ``max_age`` seconds before
+    ``now`` and at most ``clock_skew`` after (the skew never lengthens ``max_age``). Then the key (``resolve_key`` returns None
     or raises UnknownKeyError for an unknown or revoked key; any other exception it
     raises propagates unchanged: an outage is not a forgery), the signature, and the
     body against its signed Content-Digest. Raises a :class:`SignatureError` subclass.
 
     Replay is NOT checked here. After this returns, record ``(key_id, nonce)`` in the
-    database under a unique constraint, keep it until ``created + max_age + clock_skew``
-    (when the signature goes stale anyway), and reject a nonce seen before. Never record
+    database under a unique constraint, keep it until ``created + max_age`` (when the
+    signature goes stale anyway), and reject a nonce seen before. Never record
     a nonce before verification: anyone could then burn a partner's.
     """
     return _verify(message, REQUEST_TAG, resolve_key, now, max_age, clock_skew, required_components)
@@ -425,14 +467,20 @@ def verify_response(
     now: datetime,
     max_age: int = 300,
     clock_skew: int = 5,
-    required_components: Collection[str] = RESPONSE_COMPONENTS,
+    required_components: Collection[str] | None = None,
 ) -> VerifiedSignature:
     """Verify a node's response to our signed request, as :func:`verify_request` does.
 
     ``resolve_key`` should know only the key of the node we asked. The default
-    components bind the response to ``message.request`` and its signature, so a response
-    to another request (or replayed from an earlier one) fails.
+    components (:func:`response_components` of the label of ``message.request``'s one
+    signature) bind the response to that request and its signature, so a response to
+    another request (or replayed from an earlier one) fails.
     """
+    if required_components is None:
+        try:
+            required_components = response_components(_request_label(message.request))
+        except ValueError as exc:
+            raise InvalidSignatureError("our request carries no single signature") from exc
     return _verify(
         message, RESPONSE_TAG, resolve_key, now, max_age, clock_skew, required_components
     )

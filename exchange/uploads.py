@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+from dataclasses import replace
 from itertools import repeat
 from typing import Any
 
@@ -128,6 +129,4 @@ def _parse_json(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Ba
         raise InvalidInputError(f"{where}: {first['msg']}") from None
     batch = from_json_rows(schema, envelope.rows, ctx)
     generated = envelope.generated_at.astimezone(dt.UTC) if envelope.generated_at else None
-    return Batch(
-        schema=batch.schema, columns=batch.columns, rows=batch.rows, generated_at=generated
-    )
+    return replace(batch, generated_at=generated)

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from nodes import peers
-from nodes.audit import queries, signer, witness
-from nodes.audit.checkpoint import key_id_for, parse_signed_checkpoint
+from nodes.audit import queries, signer, verifier, witness
+from nodes.audit.checkpoint import parse_signed_checkpoint
 from nodes.audit.errors import AuditError
 from nodes.database import writing
 from nodes.node import Node
@@ -70,7 +70,11 @@ def record(
     try:
         checkpoint = parse_signed_checkpoint(line.encode()).checkpoint
         peer = peers.get_peer(node.engine, peer_id)
-        keys = [k.key for k in peer.usable_keys(now) if key_id_for(k.key) == checkpoint.key_id]
+        keys = [
+            k.key
+            for k in peer.usable_keys(now)
+            if verifier.key_id_matches(k.key, checkpoint.key_id)
+        ]
         if not keys:
             log.warning("peer %s signed its checkpoint with a key we do not know", peer_id)
             return None

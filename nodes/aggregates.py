@@ -7,6 +7,12 @@ it must not count, see `policies.keyspace`), and cells with no rows stay zero. T
 is one ``int64`` vector per measure, ready for the mechanism.
 
 For case-based schemas every measure counts rows: the rows never leave, their counts may.
+
+No sum here can overflow ``int64``: current rows never overlap and are unique per cell key,
+and every stored value is at most its measure's declared maximum, so any sum of them (one
+SQL group, or the groups laid on one released cell) is at most
+``ReportSchema.largest_sum`` <= 2^62, which every schema checks when it is defined.
+A count of rows is at most the number of rows stored.
 """
 
 from __future__ import annotations

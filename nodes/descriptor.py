@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 from sqlalchemy import Connection, Engine
 
 from nodes import peers
@@ -23,17 +23,21 @@ from nodes.audit import log as audit_log
 from nodes.database import writing
 from nodes.identity import key_id, parse_public_key, public_key_text
 from nodes.keys import Endorsement, InvalidEndorsementError, KeyInfo, check_endorsement
+from nodes.times import utc_text
 from schemas.errors import NotFoundError
 
 PROTOCOL: Final = "crisis-exchange/1"
 WELL_KNOWN = "/.well-known/exchange-node"
+
+#: A time as endorsements sign it: the descriptor publishes exactly the signed strings.
+SignedTime = Annotated[AwareDatetime, PlainSerializer(utc_text, return_type=str)]
 
 
 class EndorsementDoc(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     by: str = Field(description="Key id of the previous key, which signed this one")
-    previous_valid_until: AwareDatetime
+    previous_valid_until: SignedTime
     signature: str = Field(description="Ed25519 signature, unpadded base64url")
 
 
@@ -44,8 +48,8 @@ class DescriptorKey(BaseModel):
     public_key: str = Field(description="Raw Ed25519 public key, unpadded base64url")
     alg: Literal["ed25519"] = "ed25519"
     current: bool
-    valid_from: AwareDatetime | None
-    valid_until: AwareDatetime | None
+    valid_from: SignedTime | None
+    valid_until: SignedTime | None
     endorsement: EndorsementDoc | None
 
     @model_validator(mode="after")
@@ -217,9 +221,10 @@ def add_pinned_peer(
             actor="operator",
             role="operator",
             action="peer.add",
-            resource=f"peer:{peer.id}",
-            outcome="done",
+            resource=f"partner:{peer.id}",
+            outcome="allowed",
             reason=f"registered {peer.url} pinned to key {fingerprint}{endorsed}",
+            partner=peer.id,
             now=now,
         )
     return peer, update

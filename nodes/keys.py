@@ -11,6 +11,11 @@ statement "node N's next key is K, valid from T; my previous key P is valid unti
 A partner accepts a new key only if a key it already trusts endorsed it: one fingerprint
 checked out of band at ``peer add`` anchors every later rotation.
 
+Every time in the statement, the ring and the descriptor has one spelling
+(:func:`nodes.times.utc_text`), so a partner can rebuild the statement from the
+descriptor's strings, as ``docs/federation.md`` documents, and verify it with any Ed25519
+library.
+
 The ring lives beside the private keys, in ``DIR/keys/keyring.json``; a key without an
 entry there (the one ``exchange init`` made) is valid from its creation, indefinitely.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +46,7 @@ from nodes.identity import (
     public_key_text,
     set_current,
 )
+from nodes.times import utc_text
 
 KEYRING = "keyring.json"
 ENDORSEMENT_TYPE = "crisis-exchange/key-endorsement/v1"
@@ -82,6 +89,7 @@ def endorsement_bytes(
     valid_from: datetime,
     previous_kid: str,
     previous_valid_until: datetime,
+    spell: Callable[[datetime], str] = utc_text,
 ) -> bytes:
     """The canonical statement an endorsement signs; the type keeps it from meaning anything else."""
     return rfc8785.dumps(
@@ -90,11 +98,16 @@ def endorsement_bytes(
             "node_id": node_id,
             "key_id": kid,
             "public_key": public_key,
-            "valid_from": _time(valid_from),
+            "valid_from": spell(valid_from),
             "previous_key_id": previous_kid,
-            "previous_valid_until": _time(previous_valid_until),
+            "previous_valid_until": spell(previous_valid_until),
         }
     )
+
+
+def _legacy_time(moment: datetime) -> str:
+    """How endorsements made before times had one spelling wrote them (``+00:00``)."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def check_endorsement(
@@ -106,27 +119,38 @@ def check_endorsement(
     public_key: str,
     valid_from: datetime,
 ) -> None:
-    """Return None if ``endorser`` signed this key for ``node_id``; raise InvalidEndorsementError."""
-    statement = endorsement_bytes(
-        node_id=node_id,
-        kid=kid,
-        public_key=public_key,
-        valid_from=valid_from,
-        previous_kid=endorsement.by,
-        previous_valid_until=endorsement.previous_valid_until,
-    )
+    """Return None if ``endorser`` signed this key for ``node_id``; raise InvalidEndorsementError.
+
+    The statement is built with the one time spelling; endorsements made by earlier
+    versions, which wrote whole seconds with ``+00:00``, are accepted in that spelling too
+    (the same instants: nothing more is trusted).
+    """
     try:
-        endorser.verify(b64url_decode(endorsement.signature), statement)
-    except (InvalidSignature, ValueError):
-        raise InvalidEndorsementError(
-            f"key {kid} is not endorsed by key {endorsement.by}"
-        ) from None
+        signature = b64url_decode(endorsement.signature)
+    except ValueError:
+        signature = b""
+    for spell in (utc_text, _legacy_time):
+        statement = endorsement_bytes(
+            node_id=node_id,
+            kid=kid,
+            public_key=public_key,
+            valid_from=valid_from,
+            previous_kid=endorsement.by,
+            previous_valid_until=endorsement.previous_valid_until,
+            spell=spell,
+        )
+        try:
+            endorser.verify(signature, statement)
+            return
+        except InvalidSignature:
+            continue
+    raise InvalidEndorsementError(f"key {kid} is not endorsed by key {endorsement.by}")
 
 
 def _time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime; keys are dated in UTC")
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+    return utc_text(moment)
 
 
 def _parse_time(text: str | None) -> datetime | None:

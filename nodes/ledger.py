@@ -35,16 +35,27 @@ _ACCOUNT = ("scope", "partner_id", "schema_id", "period")
 
 
 class InsufficientBudgetError(BudgetExhaustedError):
-    """An account cannot pay for the release; nothing was charged."""
+    """An account cannot pay for the release; nothing was charged.
+
+    The message and ``problem_extra`` go to the partner, so they say what is left only of
+    the partner's own account: what is left of the global one, which all partners share,
+    would tell one partner what the others pulled. ``line`` keeps the full account.
+    """
 
     def __init__(self, line: BudgetLine, cost_micro: int) -> None:
         self.line = line
         self.cost_micro = cost_micro
-        self.problem_extra = {
+        self.problem_extra: dict[str, object] = {
             "budget": line.charge.describe(),
-            "budget_left": epsilon(line.left_micro),
             "cost": epsilon(cost_micro),
         }
+        if line.charge.scope == "global":
+            super().__init__(
+                f"{line.charge.describe()}, shared by all partners, cannot pay for this "
+                f"release (it costs {show(cost_micro)}); nothing was charged"
+            )
+            return
+        self.problem_extra["budget_left"] = epsilon(line.left_micro)
         super().__init__(
             f"{line.charge.describe()} has {show(line.left_micro)} left and this release "
             f"costs {show(cost_micro)}; nothing was charged"

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, select, update
 
 from nodes.audit import log as audit_log
+from nodes.audit.vocabulary import Action
 from nodes.database import reading, writing
 from nodes.federation_tables import peer_keys, peers
 from nodes.identity import key_id, parse_public_key
@@ -230,15 +231,16 @@ def shorten_validity(conn: Connection, *, kid: str, valid_until: datetime) -> No
         )
 
 
-def _audit(conn: Connection, action: str, peer_id: str, reason: str, now: datetime) -> None:
+def _audit(conn: Connection, action: Action, peer_id: str, reason: str, now: datetime) -> None:
     audit_log.append(
         conn,
         actor="operator",
         role="operator",
         action=action,
-        resource=f"peer:{peer_id}",
-        outcome="done",
+        resource=f"partner:{peer_id}",
+        outcome="allowed",
         reason=reason,
+        partner=peer_id,
         now=now,
     )
 
@@ -295,12 +297,13 @@ def audit_rejection(
     with writing(engine) as conn:
         audit_log.append(
             conn,
-            actor=f"unverified-key:{claimed_key}" if claimed_key else "anonymous",
+            actor="unknown",
             role="partner",
             action="release.request",
-            resource="releases",
-            outcome="rejected",
-            reason=f"signature check failed ({kind}): {detail}",
+            resource="route:POST /v1/releases",
+            outcome="denied",
+            reason=f"signature check failed ({kind}): {detail}"
+            + (f"; the request claimed key {claimed_key}" if claimed_key else ""),
             request_digest=request_digest,
             now=now,
         )

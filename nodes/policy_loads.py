@@ -51,10 +51,10 @@ def record_load(engine: Engine, policy: NodePolicy, *, now: dt.datetime) -> bool
         audit_log.append(
             conn,
             actor="node",
-            role="operator",
+            role="node",
             action="policy.load",
-            resource=policy.source[-200:],
-            outcome="loaded",
+            resource=f"policy:{policy.source[-200:]}",
+            outcome="allowed",
             reason=reason,
             policy_hash=policy.hash,
             now=now,

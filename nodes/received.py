@@ -119,12 +119,14 @@ def store(
         assert stored_id is not None
         audit_log.append(
             conn,
-            actor=f"peer:{peer_id}",
+            actor=f"partner:{peer_id}",
             role="partner",
             action="release.receive",
-            resource=f"release:{peer_id}/{release_id}",
-            outcome="cached" if cached else "received",
+            resource=f"partner:{peer_id}/release:{release_id}",
+            outcome="replayed" if cached else "allowed",
             reason=f"{schema_id} release signed by key {key_id}",
+            partner=peer_id,
+            schema=schema_id,
             now=now,
         )
     return int(stored_id)

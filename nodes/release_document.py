@@ -3,6 +3,11 @@
 Every cell of the public key set is present, suppressed ones included (value ``null``,
 ``suppressed: true``), each with the half-width of its 95% interval: the partner sees how
 much to trust every number, and the shape of the release says nothing about the data.
+
+A partner sees its own accounts and nothing about other partners: ``budget_left`` holds
+only the partner's own budget, never the global one that all partners share (how much
+of it is left would tell what the others pulled). Times use the one published spelling
+(:func:`nodes.times.utc_text`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from itertools import product
 from typing import Any
 
 from nodes.release_store import StoredRelease
+from nodes.times import utc_text
 from policies.accounts import BudgetLine
 from policies.budget import epsilon
 from policies.privacy import CONFIDENCE
@@ -74,7 +80,11 @@ class Release:
     def as_document(self) -> dict[str, Any]:
         """JSON-ready: what the partner gets, and what it cost."""
         stored = self.stored
-        left = {line.charge.scope: epsilon(line.left_micro) for line in self.budget}
+        left = {
+            line.charge.scope: epsilon(line.left_micro)
+            for line in self.budget
+            if line.charge.scope == "partner" and line.charge.partner_id == stored.partner_id
+        }
         return {
             "release_id": stored.id,
             "node_id": self.node_id,
@@ -88,10 +98,12 @@ class Release:
             "delta": stored.delta,
             "confidence": CONFIDENCE,
             "accuracy": {c.measure: round(c.accuracy, 2) for c in stored.noise},
+            # The scale lets a partner correct for post-processing (docs/policy.md).
+            "scale": {c.measure: c.scale for c in stored.noise},
             "epsilon_spent": epsilon(self.charged_micro),
             "release_epsilon": epsilon(stored.epsilon_micro),
             "budget_left": left,
             "policy_hash": stored.policy_hash,
-            "created_at": stored.created_at.isoformat(),
+            "created_at": utc_text(stored.created_at),
             "cached": self.cached,
         }

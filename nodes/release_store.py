@@ -3,6 +3,10 @@
 Cells are stored as the axes (the public key set) and one list of published values per
 measure, ``None`` where suppressed: a compact form that round-trips exactly, so a cached
 release is byte for byte what was first released.
+
+Each release holds its partner's *slot* for its cache key (``cache_slot``, unique per
+partner) from the moment it is reserved: a second identical request cannot reserve
+another release while the first is computed, and waits for it (see ``nodes.releases``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 import rfc8785
 from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nodes.release_tables import releases
 from policies.decision import Decision
@@ -49,32 +55,67 @@ def cache_key(effective: EffectiveQuery, data_version: int) -> str:
 
 def insert_reserved(
     conn: Connection, *, decision: Decision, cache_key: str, data_version: int, now: dt.datetime
-) -> int:
-    """The release row, written in the transaction that reserves its budget."""
+) -> int | None:
+    """The release row, written in the transaction that reserves its budget, holding the
+    partner's slot for ``cache_key``; None (nothing written) if a release holds it already.
+
+    On PostgreSQL an insert that meets a slot claimed by a transaction not yet committed
+    waits for it to end; on SQLite writers are serialized anyway.
+    """
     assert decision.effective is not None and decision.cost is not None
     assert decision.agreement_id is not None
     noise = [c.model_dump(mode="json") for c in decision.cost.measures]
-    return int(
-        conn.execute(
-            releases.insert()
-            .values(
-                partner_id=decision.partner_id,
-                schema_id=decision.schema_id,
-                status="reserved",
-                cache_key=cache_key,
-                data_version=data_version,
-                agreement_id=decision.agreement_id,
-                policy_hash=decision.policy_hash,
-                mechanism=decision.cost.mechanism,
-                epsilon_micro=decision.cost.epsilon_micro,
-                delta=decision.cost.delta,
-                query=decision.effective.model_dump_json(),
-                decision=decision.model_dump_json(exclude={"effective", "cost", "budget"}),
-                noise=json.dumps(noise),
-                created_at=now,
-            )
-            .returning(releases.c.id)
-        ).scalar_one()
+    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    found = conn.execute(
+        insert(releases)
+        .values(
+            partner_id=decision.partner_id,
+            schema_id=decision.schema_id,
+            status="reserved",
+            cache_key=cache_key,
+            data_version=data_version,
+            agreement_id=decision.agreement_id,
+            policy_hash=decision.policy_hash,
+            mechanism=decision.cost.mechanism,
+            epsilon_micro=decision.cost.epsilon_micro,
+            delta=decision.cost.delta,
+            query=decision.effective.model_dump_json(),
+            decision=decision.model_dump_json(exclude={"effective", "cost", "budget"}),
+            noise=json.dumps(noise),
+            created_at=now,
+            cache_slot=cache_key,
+        )
+        .on_conflict_do_nothing(index_elements=["partner_id", "cache_slot"])
+        .returning(releases.c.id)
+    ).scalar()
+    return None if found is None else int(found)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The release that holds a partner's slot for a cache key."""
+
+    release_id: int
+    released: bool
+    created_at: dt.datetime
+
+
+def slot(conn: Connection, *, partner_id: str, key: str) -> Slot | None:
+    """Who holds the slot, if anyone; ``released`` once its cells are stored."""
+    row = conn.execute(
+        select(releases.c.id, releases.c.status, releases.c.created_at).where(
+            releases.c.partner_id == partner_id, releases.c.cache_slot == key
+        )
+    ).first()
+    return None if row is None else Slot(int(row.id), row.status == "released", row.created_at)
+
+
+def give_up_slot(conn: Connection, release_id: int) -> None:
+    """A reserved release that will never be completed frees its slot (it stays charged)."""
+    conn.execute(
+        update(releases)
+        .where(releases.c.id == release_id, releases.c.status == "reserved")
+        .values(cache_slot=None)
     )
 
 

@@ -6,6 +6,10 @@
 * ``releases``: every release, from the moment its budget is reserved (``status``
   ``reserved``) to the moment its noisy cells are stored (``released``). A reserved row
   that never completes is a charge whose answer was lost; it stays, charged.
+  ``cache_slot`` (migration 0006) is the cache key of the one release that answers it for
+  its partner, unique per partner: an identical request that arrives while that release
+  is being computed cannot reserve a second one and waits for it instead. A release whose
+  computation failed gives its slot up (NULL), so the question can be asked again.
 """
 
 from __future__ import annotations
@@ -62,5 +66,7 @@ releases = Table(
     Column("cells", Text, nullable=True),  # JSON: axes and published values, once released
     Column("created_at", UTCDateTime, nullable=False),
     Column("released_at", UTCDateTime, nullable=True),
+    Column("cache_slot", String(64), nullable=True),
     Index("ix_releases_partner_cache", "partner_id", "cache_key"),
+    Index("uq_releases_cache_slot", "partner_id", "cache_slot", unique=True),
 )

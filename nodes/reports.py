@@ -2,6 +2,12 @@
 
 A correction is a new report; older rows of the same cells get ``superseded_by`` and stay
 readable, so the history is never lost and queries read ``superseded_by IS NULL``.
+
+"The same cells" means the cells that count the same people: the same week and stratum and
+an area that is the same, contains or lies inside the new row's area. So a later report
+may change the level an area is reported at (districts replace their province's row, or a
+province row replaces its districts'), and the current rows never overlap: every person is
+counted once in every sum (``schemas.validation`` refuses overlaps within one report).
 """
 
 from __future__ import annotations
@@ -10,12 +16,25 @@ import datetime as dt
 import zlib
 from dataclasses import dataclass, replace
 from itertools import repeat
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import Connection, Engine, and_, func, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    and_,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from nodes.audit.log import append
+from nodes.audit.vocabulary import Outcome
 from nodes.bulk import insert_rows
 from nodes.database import reading, writing
 from nodes.tables import cell_tables, reports
@@ -122,7 +141,7 @@ def _insert(
     columns = schema.stored_columns
     rows = zip(repeat(report_id), *(batch.columns[c] for c in columns), strict=False)
     insert_rows(conn, table, ("report_id", *columns), rows)
-    superseded = _supersede(conn, schema.cell_key, table, report_id, batch)
+    superseded = _supersede(conn, table, report_id, batch)
     if superseded:
         conn.execute(
             update(reports).where(reports.c.id == report_id).values(superseded_rows=superseded)
@@ -145,7 +164,7 @@ def _log_push(
     conn: Connection, stored: StoredReport, *, token: TokenRecord, now: dt.datetime
 ) -> None:
     """The push's audit entry: schema, report id, row counts and content hash, never content."""
-    outcome = "replayed" if stored.replayed else "allowed"
+    outcome: Outcome = "replayed" if stored.replayed else "allowed"
     reason = (
         f"idempotent replay of report {stored.id}; nothing stored"
         if stored.replayed
@@ -153,12 +172,13 @@ def _log_push(
     )
     append(
         conn,
-        actor=token.name,
+        actor=f"token:{token.name}",
         role=token.role,
         action="report.push",
-        resource=f"schema:{stored.schema_id}/report:{stored.id}",
+        resource=f"report:{stored.id}",
         outcome=outcome,
         reason=reason,
+        schema=stored.schema_id,
         request_digest=f"sha-256:{stored.content_sha256}",
         now=now,
     )
@@ -176,29 +196,40 @@ def refuse_push(
     with writing(engine) as conn:
         append(
             conn,
-            actor=token.name,
+            actor=f"token:{token.name}",
             role=token.role,
             action="report.push",
             resource=f"schema:{schema_id}",
             outcome="denied",
             reason=message,
+            schema=schema_id,
             now=now,
         )
     raise ForbiddenError(message)
 
 
-def _supersede(
-    conn: Connection, cell_key: tuple[str, ...], table: Any, report_id: int, batch: Batch
-) -> int:
-    """Mark older current rows of the cells this report states as superseded by it.
+def _supersede(conn: Connection, table: Any, report_id: int, batch: Batch) -> int:
+    """Mark older current rows that count the same people as this report's rows superseded.
 
     Most pushes state new cells only. A probe with the distinct values of the first two
-    key columns (a few hundred areas and weeks, not one per row) finds that out with a
-    handful of index lookups and skips the row-by-row join. The probe may over-match (an
-    older cell with one of the areas and one of the weeks); then the join decides.
+    key columns (a few hundred areas, with the areas that contain them or lie inside them,
+    and weeks; not one per row) finds that out with a handful of index lookups and skips
+    the row-by-row join. The probe may over-match; then the join decides, set-based: the
+    report's areas and the areas they overlap go into a temporary table of pairs, and one
+    UPDATE joins new rows, pairs and older current rows on the rest of the key.
     """
+    cell_key = batch.schema.cell_key
+    area = batch.schema.area_key
+    pairs: list[tuple[str, str]] = []
+    if area is not None:
+        if batch.gazetteer is None:
+            raise ValueError(f"{batch.schema.id}: a batch with areas must name its gazetteer")
+        pairs = batch.gazetteer.overlapping(cast(list[str], batch.columns[area]))
     prefix = cell_key[:2]
-    distinct = [sorted(set(batch.columns[k]), key=str) for k in prefix]
+    distinct = [
+        sorted({b for _a, b in pairs} if k == area else set(batch.columns[k]), key=str)
+        for k in prefix
+    ]
     if sum(map(len, distinct)) < _MAX_PROBE_PARAMETERS:
         probe = select(table.c.id).where(
             table.c.report_id < report_id, table.c.superseded_by.is_(None)
@@ -209,17 +240,42 @@ def _supersede(
             return 0
     new = table.alias("new")
     old = table.alias("old")
-    older_current = (
-        select(old.c.id)
-        .join(new, and_(*(old.c[k] == new.c[k] for k in cell_key)))
-        .where(
-            new.c.report_id == report_id, old.c.report_id < report_id, old.c.superseded_by.is_(None)
+    same = [old.c[k] == new.c[k] for k in cell_key if k != area]
+    older = select(old.c.id)
+    if area is None:
+        older = older.join(new, and_(*same))
+    else:
+        _load_pairs(conn, pairs)
+        older = older.join(_PAIRS, _PAIRS.c.other == old.c[area]).join(
+            new, and_(new.c[area] == _PAIRS.c.area, *same)
         )
+    older_current = older.where(
+        new.c.report_id == report_id, old.c.report_id < report_id, old.c.superseded_by.is_(None)
     )
     result = conn.execute(
         update(table).where(table.c.id.in_(older_current)).values(superseded_by=report_id)
     )
     return int(result.rowcount)
+
+
+# Pairs of overlapping areas for one push: a temporary table, private to the connection.
+_PAIRS = Table(
+    "overlapping_areas",
+    MetaData(),
+    Column("area", String(32), primary_key=True),
+    Column("other", String(32), primary_key=True),
+)
+
+
+def _load_pairs(conn: Connection, pairs: list[tuple[str, str]]) -> None:
+    conn.execute(
+        text(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS overlapping_areas "
+            "(area VARCHAR(32) NOT NULL, other VARCHAR(32) NOT NULL, PRIMARY KEY (area, other))"
+        )
+    )
+    conn.execute(_PAIRS.delete())
+    insert_rows(conn, _PAIRS, ("area", "other"), pairs)
 
 
 _MAX_PROBE_PARAMETERS = 30_000  # below SQLite's 32,766 bound parameters

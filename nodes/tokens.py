@@ -105,6 +105,7 @@ def issue(
         resource=f"token:{name}",
         outcome="allowed",
         reason=f"issued a token of role {role}{scope}",
+        schema=schemas[0] if len(schemas) == 1 else None,
         now=now,
     )
     return TokenRecord(token_id, name, role, tuple(sorted(schemas)), now, None), secret

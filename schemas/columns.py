@@ -18,7 +18,6 @@ from schemas.gazetteer import Gazetteer
 from schemas.model import FieldType
 from schemas.periods import InvalidWeekError, WeekSystem, parse_week
 
-MAX_INT = 2**62  # far above any count, far below int64 overflow in SQL sums
 MAX_TEXT = 64
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -67,6 +66,7 @@ class ColumnInput:
     ctx: ValidationContext
     errors: ErrorLog
     codelist: str | None = None
+    maximum: int = 0  # counts: the measure's declared maximum (``Measure.maximum``)
 
 
 def walk(c: ColumnInput, convert: Callable[[object], object]) -> list[object]:
@@ -94,15 +94,17 @@ def _count(c: ColumnInput) -> list[object]:
         texts = cast(Sequence[str], column)
         joined = "".join(texts)
         if all(texts) and joined.isascii() and joined.isdigit() and max(map(len, texts)) <= 18:
-            return list(map(int, texts))
+            numbers = list(map(int, texts))
+            if max(numbers) <= c.maximum:
+                return cast(list[object], numbers)
     elif set(map(type, column)) == {int}:
-        numbers = cast(Sequence[int], column)
-        if min(numbers) >= 0 and max(numbers) < MAX_INT:
+        numbers = cast(list[int], column)
+        if min(numbers) >= 0 and max(numbers) <= c.maximum:
             return list(numbers)
-    return walk(c, lambda v: _one_count(v, c.from_text))
+    return walk(c, lambda v: _one_count(v, c.from_text, c.maximum))
 
 
-def _one_count(value: object, from_text: bool) -> int:
+def _one_count(value: object, from_text: bool, maximum: int) -> int:
     if from_text:
         text = str(value)
         if not (text.isascii() and text.lstrip("-").isdigit()):
@@ -114,8 +116,11 @@ def _one_count(value: object, from_text: bool) -> int:
         number = value
     if number < 0:
         raise ValueError("a count cannot be negative")
-    if number >= MAX_INT:
-        raise ValueError("too large for a count")
+    if number > maximum:
+        raise ValueError(
+            f"more than {maximum:,}, the most one cell may state for this measure (the "
+            "schema's maximum; it keeps every total exact)"
+        )
     return number
 
 

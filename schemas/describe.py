@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.codelists import CODE_LISTS
-from schemas.columns import MAX_INT, MAX_TEXT
+from schemas.columns import MAX_TEXT
 from schemas.gazetteer import Gazetteer
 from schemas.labels import Language
 from schemas.model import FieldType, ReportField, ReportSchema
@@ -18,11 +18,13 @@ from schemas.standard import WEEK
 _MAX_AREA_ENUM = 5000
 
 
-def _field_json_schema(field: ReportField, gazetteer: Gazetteer) -> dict[str, Any]:
+def _field_json_schema(
+    field: ReportField, gazetteer: Gazetteer, maximum: int | None
+) -> dict[str, Any]:
     base: dict[str, Any]
     match field.type:
         case FieldType.COUNT:
-            base = {"type": "integer", "minimum": 0, "maximum": MAX_INT - 1}
+            base = {"type": "integer", "minimum": 0, "maximum": maximum}
         case FieldType.WEEK:
             base = {"type": "string", "pattern": r"^\d{4}-?W\d{1,2}$"}
         case FieldType.DATE:
@@ -41,12 +43,20 @@ def _field_json_schema(field: ReportField, gazetteer: Gazetteer) -> dict[str, An
     return base
 
 
+def _maximum(schema: ReportSchema, name: str) -> int | None:
+    measure = schema.measure_by_name.get(name)
+    return None if measure is None else measure.maximum
+
+
 def row_json_schema(schema: ReportSchema, gazetteer: Gazetteer) -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"{schema.id} row",
         "type": "object",
-        "properties": {f.name: _field_json_schema(f, gazetteer) for f in schema.fields},
+        "properties": {
+            f.name: _field_json_schema(f, gazetteer, _maximum(schema, f.name))
+            for f in schema.fields
+        },
         "required": [f.name for f in schema.fields if f.required],
         "additionalProperties": False,
     }
@@ -104,6 +114,7 @@ def describe(schema: ReportSchema, language: Language, gazetteer: Gazetteer) -> 
                 "unit": m.unit,
                 "kind": m.kind.value,
                 "contribution_bound": m.contribution_bound,
+                "maximum": m.maximum,
                 "hxl": m.hxl,
             }
             for m in schema.measures

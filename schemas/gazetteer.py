@@ -3,16 +3,24 @@
 P-codes have irregular formats (``HT0811-07``, ``BDI014006``), so codes are checked against
 the gazetteer, never against a pattern. Level 0 is the country; each area names its parent,
 which is what lets the policy layer roll admin level 2 up to level 1 or to national totals.
+
+Two areas *overlap* when one contains the other (or they are the same): a province and its
+districts count the same people, so the node never keeps current rows for both (see
+``nodes.reports``). ``MAX_AREAS`` bounds the tree, which bounds how many stored cells can add
+up to one released value (``schemas.model.largest_sum``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from functools import cached_property
 
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_AREAS = 100_000  # more than any country's admin-4 P-codes (the Philippines: ~42,000)
 
 
 class Area(BaseModel):
@@ -29,7 +37,7 @@ class Gazetteer(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    areas: tuple[Area, ...]
+    areas: tuple[Area, ...] = Field(max_length=MAX_AREAS)
 
     @model_validator(mode="after")
     def _is_a_tree(self) -> Gazetteer:
@@ -85,6 +93,35 @@ class Gazetteer(BaseModel):
             assert area.parent is not None
             area = self.by_code[area.parent]
         return area.code
+
+    @cached_property
+    def _ancestors(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for area in sorted(self.areas, key=lambda a: a.level):
+            out[area.code] = () if area.parent is None else (area.parent, *out[area.parent])
+        return out
+
+    def ancestors(self, code: str) -> tuple[str, ...]:
+        """The areas that contain ``code``, nearest first, up to the country (not itself)."""
+        return self._ancestors[code]
+
+    @cached_property
+    def _descendants(self) -> dict[str, tuple[str, ...]]:
+        inside: dict[str, list[str]] = {code: [] for code in self.by_code}
+        for code, above in self._ancestors.items():
+            for ancestor in above:
+                inside[ancestor].append(code)
+        return {code: tuple(codes) for code, codes in inside.items()}
+
+    def overlapping(self, codes: Iterable[str]) -> list[tuple[str, str]]:
+        """Every ``(code, other)`` with ``code`` in ``codes`` and ``other`` the same area, one
+        that contains it, or one inside it: the areas whose rows count the same people."""
+        pairs: list[tuple[str, str]] = []
+        for code in set(codes):
+            pairs.append((code, code))
+            pairs.extend((code, other) for other in self._ancestors[code])
+            pairs.extend((code, other) for other in self._descendants[code])
+        return pairs
 
     @classmethod
     def from_csv_text(cls, text: str) -> Gazetteer:

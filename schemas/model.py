@@ -3,6 +3,9 @@
 A schema is immutable once published; a change is a new version. Every schema says, for each
 measure, its **contribution bound**: the most one person can add to one cell. That number is
 the sensitivity the privacy layer calibrates noise to, so it lives with the data definition.
+Every measure of an aggregate schema also declares its **maximum**: the most one cell may
+state. Pushes above it are refused, which is what keeps every sum of stored cells inside
+``int64`` (``ReportSchema.largest_sum`` makes the argument, and each schema checks it).
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.codelists import CODE_LISTS
 from schemas.errors import InvalidInputError
+from schemas.gazetteer import MAX_AREAS
 from schemas.labels import Label
+from schemas.periods import MAX_WEEKS
+
+SUM_LIMIT = 2**62  # the largest exact sum allowed: half of int64, the other half is for noise
 
 
 class FieldType(StrEnum):
@@ -70,6 +77,7 @@ class Measure(BaseModel):
     unit: str
     kind: MeasureKind
     contribution_bound: int = Field(ge=1)
+    maximum: int | None = Field(default=None, ge=1)  # most one cell may state; None: counts rows
     hxl: str | None = None
 
 
@@ -104,10 +112,68 @@ class ReportSchema(BaseModel):
             if key not in names:
                 raise ValueError(f"{self.id}: cell key {key} is not a field")
         if self.kind == SchemaKind.AGGREGATE:
-            for m in self.measures:
-                if m.name not in names:
-                    raise ValueError(f"{self.id}: measure {m.name} is not a field")
+            self._check_bounded()
         return self
+
+    def _check_bounded(self) -> None:
+        """An aggregate schema's sums must provably fit: see ``largest_sum``."""
+        names = {f.name for f in self.fields}
+        for m in self.measures:
+            if m.name not in names:
+                raise ValueError(f"{self.id}: measure {m.name} is not a field")
+            if m.maximum is None:
+                raise ValueError(f"{self.id}: measure {m.name} declares no maximum")
+            if self.largest_sum(m.name) > SUM_LIMIT:
+                raise ValueError(f"{self.id}: sums of {m.name} could exceed {SUM_LIMIT}")
+        for f in self.fields:
+            if f.type == FieldType.COUNT and f.name not in self.measure_by_name:
+                raise ValueError(f"{self.id}: count field {f.name} is not a measure")
+        bounded = (FieldType.AREA, FieldType.WEEK, FieldType.CODE)
+        for key in self.cell_key:
+            field = self.field_by_name[key]
+            if not field.required or field.type not in bounded:
+                raise ValueError(f"{self.id}: cell key {key} must be a required area, week or code")
+        if sum(self.field_by_name[k].type == FieldType.AREA for k in self.cell_key) > 1:
+            raise ValueError(f"{self.id}: a cell key names at most one area")
+
+    @property
+    def area_key(self) -> str | None:
+        """The area field of the cell key, if any: where cells of different levels overlap."""
+        return next(
+            (k for k in self.cell_key if self.field_by_name[k].type == FieldType.AREA), None
+        )
+
+    def cells_per_value(self) -> int:
+        """The most distinct cell keys there can be (areas x weeks x codes of the key)."""
+        count = 1
+        for key in self.cell_key:
+            field = self.field_by_name[key]
+            if field.type == FieldType.AREA:
+                count *= MAX_AREAS
+            elif field.type == FieldType.WEEK:
+                count *= MAX_WEEKS
+            else:
+                count *= len(CODE_LISTS[field.codelist or ""].codes)
+        return count
+
+    def largest_sum(self, measure: str) -> int:
+        """The largest sum of current stored values of ``measure`` that any query can make.
+
+        Why no sum overflows ``int64``, in the SQL ``GROUP BY`` (SQLite raises on overflow,
+        PostgreSQL's cast to ``bigint`` too) or in numpy's lay-over (which would wrap
+        silently): (1) at most one current row exists per cell key, since a report states
+        each cell once and supersedes every older current row of the cells it states, under
+        a writer lock per schema; (2) an aggregate cell key is one area of a gazetteer of at
+        most ``MAX_AREAS``, one of ``MAX_WEEKS`` weeks and codes of closed lists, so there
+        are at most ``cells_per_value()`` keys; (3) no stored value exceeds the measure's
+        ``maximum`` (push validation). Every sum, of one SQL group or of the groups laid on
+        one released cell, is over distinct current rows, so it is at most this product,
+        which each schema checks is at most ``SUM_LIMIT`` = 2^62: half of int64's range is
+        left for the noise. (Weekly counts: 100,000 x 15,953 x 28 x 10^8 = 4.47e18 < 4.61e18.)
+        """
+        maximum = self.measure_by_name[measure].maximum
+        assert maximum is not None, f"{self.id}: {measure} counts rows; rows never overflow"
+        return self.cells_per_value() * maximum
 
     @cached_property
     def field_by_name(self) -> dict[str, ReportField]:

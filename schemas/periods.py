@@ -16,6 +16,8 @@ from epiweeks import Week, Year
 
 WeekSystem = Literal["iso", "mmwr"]
 
+FIRST_YEAR, LAST_YEAR = 1900, 2200  # the years a week may name
+MAX_WEEKS = 53 * (LAST_YEAR - FIRST_YEAR + 1)  # at least every week of those years: 15,953
 _WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$")
 
 
@@ -37,7 +39,7 @@ def parse_week(text: str, system: WeekSystem) -> str:
     if match is None:
         raise InvalidWeekError(f"'{text}' is not an epi week; write it as YYYY-Www, e.g. 2026-W05")
     year, week = int(match[1]), int(match[2])
-    if not 1900 <= year <= 2200:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
         raise InvalidWeekError(f"year {year} is out of range")
     total = weeks_in_year(year, system)
     if not 1 <= week <= total:

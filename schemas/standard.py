@@ -1,4 +1,9 @@
-"""The standard schemas every node offers. Published versions never change: add a new one."""
+"""The standard schemas every node offers. Published versions never change: add a new one.
+
+Each measure's ``maximum`` is the most one cell may state: far above anything real (so no
+true report is refused) and low enough that no sum of stored cells can overflow (each schema
+checks ``largest_sum`` on construction). A limit change is a new version of the schema.
+"""
 
 from __future__ import annotations
 
@@ -68,8 +73,20 @@ def _count_field(name: str, label: Label, description: Label, hxl: str) -> Repor
     )
 
 
+WEEKLY_MAXIMUM = 100_000_000  # per area, week, age band and sex: more than any epidemic's week
+BEDS_MAXIMUM = 100_000_000  # per area and week: ten times the beds of the largest country
+PEOPLE_MAXIMUM = 500_000_000  # per area, week and group: more people than any country but two
+
+
 def _measure(
-    name: str, label: Label, description: Label, unit: str, kind: MeasureKind, bound: int, hxl: str
+    name: str,
+    label: Label,
+    description: Label,
+    unit: str,
+    kind: MeasureKind,
+    bound: int,
+    hxl: str,
+    maximum: int,
 ) -> tuple[ReportField, Measure]:
     field = _count_field(name, label, description, hxl)
     measure = Measure(
@@ -79,6 +96,7 @@ def _measure(
         unit=unit,
         kind=kind,
         contribution_bound=bound,
+        maximum=maximum,
         hxl=hxl,
     )
     return field, measure
@@ -98,6 +116,7 @@ _EPI = [
         MeasureKind.FLOW,
         1,
         "#affected+cases",
+        WEEKLY_MAXIMUM,
     ),
     _measure(
         "deaths",
@@ -112,6 +131,7 @@ _EPI = [
         MeasureKind.FLOW,
         1,
         "#affected+killed",
+        WEEKLY_MAXIMUM,
     ),
     _measure(
         "admissions",
@@ -126,6 +146,7 @@ _EPI = [
         MeasureKind.FLOW,
         2,
         "#affected+hospitalised",
+        WEEKLY_MAXIMUM,
     ),
     _measure(
         "tests",
@@ -140,6 +161,7 @@ _EPI = [
         MeasureKind.FLOW,
         3,
         "#indicator+tests",
+        WEEKLY_MAXIMUM,
     ),
 ]
 
@@ -270,6 +292,7 @@ _CAPACITY = [
         MeasureKind.STOCK,
         1,
         hxl,
+        BEDS_MAXIMUM,
     )
     for name, label, description, hxl in (
         (
@@ -366,7 +389,7 @@ POPULATION_GROUP = ReportField(
 )
 
 _SITREP = [
-    _measure(name, label, description, "persons", MeasureKind.STOCK, 1, hxl)
+    _measure(name, label, description, "persons", MeasureKind.STOCK, 1, hxl, PEOPLE_MAXIMUM)
     for name, label, description, hxl in (
         (
             "people_affected",

@@ -5,6 +5,10 @@ Per-row model validation caps near 200k rows/s on our machines, so a report is c
 column of codes with one set difference, a column of weeks by parsing its few distinct
 values. Every value is still checked. Only when a column fails do we walk it row by row, to
 tell the agency exactly which rows are wrong and why.
+
+A report states each cell once, and each person once: it may not state an area and an area
+inside it (a province and its districts) for the same week and stratum, since both would
+be summed into the province's released value.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from schemas.columns import (
     ValidationContext,
 )
 from schemas.errors import InvalidInputError
+from schemas.gazetteer import Gazetteer
 from schemas.model import FieldType, ReportSchema
 from schemas.periods import week_of
 
@@ -67,6 +72,7 @@ class Batch:
     columns: Mapping[str, list[object]]
     rows: int
     generated_at: dt.datetime | None = None  # when the agency produced it, if it said
+    gazetteer: Gazetteer | None = None  # the areas it was checked against: which ones overlap
 
     def row_tuples(self) -> Iterator[tuple[object, ...]]:
         return zip(*(self.columns[name] for name in self.schema.stored_columns), strict=True)
@@ -174,18 +180,22 @@ def _validate(
         if column is None:
             out[f.name] = [None] * n
             continue
+        measure = schema.measure_by_name.get(f.name)
+        maximum = measure.maximum if measure is not None and measure.maximum else 0
         out[f.name] = CHECKERS[f.type](
-            ColumnInput(f.name, column, f.required, from_text, ctx, errors, f.codelist)
+            ColumnInput(f.name, column, f.required, from_text, ctx, errors, f.codelist, maximum)
         )
     if errors.total == 0:
         _check_unique_cells(schema, out, n, errors)
+    if errors.total == 0:
+        _check_nested_areas(schema, out, ctx.gazetteer, errors)
     if errors.total:
         raise ReportValidationError(errors.items, errors.total)
     if schema.week_from:
         dates = cast(list[str], out[schema.week_from])
         weeks = {d: week_of(dt.date.fromisoformat(d), ctx.week_system) for d in set(dates)}
         out["week"] = list(map(weeks.__getitem__, dates))
-    return Batch(schema=schema, columns=out, rows=n)
+    return Batch(schema=schema, columns=out, rows=n, gazetteer=ctx.gazetteer)
 
 
 def _check_unique_cells(
@@ -205,3 +215,44 @@ def _check_unique_cells(
             )
         else:
             first[key] = i
+
+
+def _check_nested_areas(
+    schema: ReportSchema,
+    columns: Mapping[str, list[object]],
+    gazetteer: Gazetteer,
+    errors: ErrorLog,
+) -> None:
+    """Refuse a row whose area lies inside another row's area for the same rest of the key.
+
+    Most reports state one level: then no area of the report contains another, which one
+    pass over the distinct areas shows, and no row is looked at.
+    """
+    area = schema.area_key
+    if area is None:
+        return
+    codes = cast(list[str], columns[area])
+    distinct = set(codes)
+    containing = distinct.intersection(a for c in distinct for a in gazetteer.ancestors(c))
+    if not containing:
+        return
+    rest = [k for k in schema.cell_key if k != area]
+    others = list(zip(*(columns[k] for k in rest), strict=True)) if rest else [()] * len(codes)
+    outer = {
+        (code, *other): i
+        for i, (code, other) in enumerate(zip(codes, others, strict=True), 1)
+        if code in containing
+    }
+    for i, (code, other) in enumerate(zip(codes, others, strict=True), 1):
+        for ancestor in gazetteer.ancestors(code):
+            row = outer.get((ancestor, *other))
+            if row is not None:
+                errors.add(
+                    i,
+                    area,
+                    code,
+                    f"{code} lies inside {ancestor}, which row {row} states for the same "
+                    f"{', '.join(rest) or 'cell'}; one person would be counted twice. State "
+                    f"{ancestor} or the areas inside it, not both",
+                )
+                break

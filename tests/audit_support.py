@@ -28,7 +28,9 @@ def stored_bytes(engine: Engine) -> list[bytes]:
     return [bytes(r.entry) for r in rows]
 
 
-def add_entries(engine: Engine, count: int, *, actor: str = "tester", tag: str = "") -> None:
+def add_entries(
+    engine: Engine, count: int, *, actor: str = "operator:tester", tag: str = ""
+) -> None:
     """Append ``count`` entries, one transaction each, as an act of ``actor`` would."""
     for i in range(count):
         with writing(engine) as conn:
@@ -36,8 +38,8 @@ def add_entries(engine: Engine, count: int, *, actor: str = "tester", tag: str =
                 conn,
                 actor=actor,
                 role="operator",
-                action="test.fill",
-                resource=f"filler:{tag}{i}",
+                action="key.rotate",
+                resource=f"key:filler-{tag}{i}",
                 outcome="allowed",
                 reason=f"filler entry {tag}{i}",
                 now=now(),

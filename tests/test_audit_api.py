@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
 
 from nodes.audit import signer, verifier
 from nodes.audit.merkle import verify_consistency, verify_inclusion
+from nodes.audit.tables import audit_checkpoints
+from nodes.database import writing
 from nodes.node import Node
 from tests.audit_support import add_entries, bearer, stored_entries
 from tests.conftest import now
@@ -81,11 +84,11 @@ def test_refused_requests_are_logged_with_who_and_which_route(
         "unknown",
         "denied",
     )
-    assert unknown["resource"] == "GET /v1/reports" and "not known" in unknown["reason"]
-    assert missing["resource"] == "GET /v1/audit/entries" and "Bearer" in missing["reason"]
+    assert unknown["resource"] == "route:GET /v1/reports" and "not known" in unknown["reason"]
+    assert missing["resource"] == "route:GET /v1/audit/entries" and "Bearer" in missing["reason"]
     assert (forbidden["action"], forbidden["actor"], forbidden["role"]) == (
         "auth.forbidden",
-        "eu-ombudsman",
+        "token:eu-ombudsman",
         "auditor",
     )
     raw = str(stored_entries(node.engine))
@@ -102,7 +105,7 @@ def test_a_revoked_token_is_logged_under_its_name(
     failed = stored_entries(node.engine)[-1]
     assert (failed["action"], failed["actor"], failed["role"]) == (
         "auth.failed",
-        "moh-surveillance",
+        "token:moh-surveillance",
         "agency",
     )
     assert "revoked" in failed["reason"]
@@ -119,15 +122,16 @@ def test_a_path_with_control_characters_is_logged_by_its_route_template(
 def test_entries_are_paginated_by_seq_and_filtered(
     client: TestClient, node: Node, auditor: dict[str, str]
 ) -> None:
-    add_entries(node.engine, 7, actor="alice")
-    add_entries(node.engine, 3, actor="bob")
+    add_entries(node.engine, 7, actor="operator:alice")
+    add_entries(node.engine, 3, actor="operator:bob")
     first = client.get("/v1/audit/entries?limit=4", headers=auditor).json()
     assert [e["seq"] for e in first["entries"]] == [0, 1, 2, 3]
     assert first["next_start"] == 4 and first["log_size"] == 11
     rest = client.get(f"/v1/audit/entries?start={first['next_start']}", headers=auditor).json()
     assert [e["seq"] for e in rest["entries"]] == list(range(4, 11)) and rest["next_start"] is None
-    bob = client.get("/v1/audit/entries?actor=bob&limit=2", headers=auditor).json()
-    assert [e["actor"] for e in bob["entries"]] == ["bob", "bob"] and bob["next_start"] == 10
+    bob = client.get("/v1/audit/entries?actor=operator:bob&limit=2", headers=auditor).json()
+    assert [e["actor"] for e in bob["entries"]] == ["operator:bob", "operator:bob"]
+    assert bob["next_start"] == 10
     issued = client.get("/v1/audit/entries?action=token.issue", headers=auditor).json()
     assert [e["resource"] for e in issued["entries"]] == ["token:eu-ombudsman"]
     zero, one = first["entries"][:2]
@@ -142,15 +146,27 @@ def test_entries_filter_by_time_range_and_refuse_naive_times(
     add_entries(node.engine, 2, tag="late")
     since = middle.isoformat().replace("+00:00", "Z")
     late = client.get("/v1/audit/entries", params={"since": since}, headers=auditor).json()
-    assert [e["resource"] for e in late["entries"]] == ["filler:late0", "filler:late1"]
+    assert [e["resource"] for e in late["entries"]] == ["key:filler-late0", "key:filler-late1"]
     early = client.get("/v1/audit/entries", params={"until": since}, headers=auditor).json()
     assert len(early["entries"]) == 3  # the auditor token's issue, then two fillers
 
 
-def test_checkpoint_is_404_until_one_is_signed_then_verifies(
+def test_a_log_with_entries_but_no_checkpoint_gets_one_signed_on_demand(
     client: TestClient, node: Node, auditor: dict[str, str]
 ) -> None:
-    assert_problem(client.get("/v1/audit/checkpoint", headers=auditor), 404, "no checkpoint")
+    """Issue 8 item 13: never a 404 "the log is new and empty" for a log that has entries."""
+    with writing(node.engine) as conn:
+        conn.execute(delete(audit_checkpoints))  # a node that has not reached its interval
+    add_entries(node.engine, 3)
+    body = client.get("/v1/audit/checkpoint", headers=auditor).json()
+    parsed = verifier.parse_checkpoint_line(body["line"].encode())
+    verifier.verify_checkpoint(parsed, node.key.public_key)
+    assert parsed.tree_size >= 4  # the auditor token's issue and the three entries
+
+
+def test_checkpoint_is_the_latest_signed_and_verifies(
+    client: TestClient, node: Node, auditor: dict[str, str]
+) -> None:
     sign(node)
     body = client.get("/v1/audit/checkpoint", headers=auditor).json()
     parsed = verifier.parse_checkpoint_line(body["line"].encode())
@@ -223,9 +239,11 @@ def test_requests_out_of_range_are_problems(
     assert_problem(client.get(query, headers=auditor), status, needle)
 
 
-def test_proofs_before_any_checkpoint_are_404(client: TestClient, auditor: dict[str, str]) -> None:
+def test_proofs_beyond_the_opening_checkpoint_are_404(
+    client: TestClient, auditor: dict[str, str]
+) -> None:
     response = client.get("/v1/audit/proofs/inclusion?seq=0", headers=auditor)
-    assert_problem(response, 404, "nothing to prove")
+    assert_problem(response, 404, "not in the tree of size 0")
 
 
 def test_the_export_streams_a_log_the_verifier_accepts_and_records_itself(
@@ -243,7 +261,7 @@ def test_the_export_streams_a_log_the_verifier_accepts_and_records_itself(
     lines = response.content.splitlines()
     assert lines[-1].startswith(verifier.CHECKPOINT_PREFIX)
     export_entry = stored_entries(node.engine)[35]
-    assert (export_entry["action"], export_entry["actor"]) == ("audit.export", "eu-ombudsman")
+    assert (export_entry["action"], export_entry["actor"]) == ("audit.export", "token:eu-ombudsman")
 
 
 def test_an_export_verifies_against_a_checkpoint_the_auditor_kept(
@@ -292,19 +310,19 @@ def test_every_flipped_byte_of_a_node_export_is_detected_and_named(
 def test_filters_read_the_index_below_the_checkpoint_and_the_tail_above_it(
     client: TestClient, node: Node, auditor: dict[str, str]
 ) -> None:
-    add_entries(node.engine, 4, actor="alice")
-    add_entries(node.engine, 2, actor="bob")
+    add_entries(node.engine, 4, actor="operator:alice")
+    add_entries(node.engine, 2, actor="operator:bob")
     sign(node)  # seqs 0..6 are indexed (0 is the auditor token's issue)
-    add_entries(node.engine, 3, actor="alice", tag="tail")
+    add_entries(node.engine, 3, actor="operator:alice", tag="tail")
     pages, start = [], 0
     while start is not None:
         page = client.get(
             "/v1/audit/entries",
-            params={"actor": "alice", "limit": 3, "start": start},
+            params={"actor": "operator:alice", "limit": 3, "start": start},
             headers=auditor,
         ).json()
         pages.append([e["seq"] for e in page["entries"]])
         start = page["next_start"]
     assert pages == [[1, 2, 3], [4, 7, 8], [9]]
-    filler = client.get("/v1/audit/entries?action=test.fill&start=5", headers=auditor).json()
+    filler = client.get("/v1/audit/entries?action=key.rotate&start=5", headers=auditor).json()
     assert [e["seq"] for e in filler["entries"]] == [5, 6, 7, 8, 9]

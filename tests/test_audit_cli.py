@@ -45,7 +45,7 @@ def test_export_then_verify_reports_counts_and_the_tree_head(
     assert "Exported 2 entries" in exported  # the token issue, and the export itself
     assert not out.with_name("export.jsonl.partial").exists()
     verified = run("audit", "verify", str(out), "--public-key", str(public_key))
-    assert verified.startswith("OK: 2 entries, 1 checkpoints") and "node XA" in verified
+    assert verified.startswith("OK: 2 entries, 2 checkpoints") and "node XA" in verified
     assert b'"actor":"operator:' in out.read_bytes()  # the CLI's actor is the OS account
 
 
@@ -56,7 +56,7 @@ def test_verify_names_a_modified_entry_and_exits_1(
     run("audit", "export", str(node_dir), "--out", str(out))
     out.write_bytes(out.read_bytes().replace(b"of role auditor", b"of role agency!"))
     failed = run("audit", "verify", str(out), "--public-key", str(public_key), code=1)
-    assert failed.startswith("FAILED [entry-modified]: entry seq 0 (line 2)")
+    assert failed.startswith("FAILED [entry-modified]: entry seq 0 (line 3)")
 
 
 def test_verify_catches_a_rollback_against_a_kept_checkpoint(

@@ -29,10 +29,10 @@ def test_append_returns_consecutive_seqs_and_chains_entries(node: Node) -> None:
     with writing(node.engine) as conn:
         first = log.append(
             conn,
-            actor="a",
+            actor="operator:a",
             role="operator",
-            action="x.y",
-            resource="r",
+            action="token.issue",
+            resource="token:r",
             outcome="allowed",
             reason="",
             policy_hash="sha256:" + "ab" * 32,
@@ -40,8 +40,8 @@ def test_append_returns_consecutive_seqs_and_chains_entries(node: Node) -> None:
             now=now(),
         )
         second = log.append(
-            conn, actor="b", role="agency", action="x.z", resource="r", outcome="denied",
-            reason="why", now=now(),
+            conn, actor="token:b", role="agency", action="report.push", resource="schema:r",
+            outcome="denied", reason="why", now=now(),
         )  # fmt: skip
     assert (first, second) == (0, 1)
     data = stored_bytes(node.engine)
@@ -55,21 +55,21 @@ def test_a_rolled_back_act_takes_its_entry_and_its_seq_with_it(node: Node) -> No
     add_entries(node.engine, 1)
     with pytest.raises(RuntimeError), writing(node.engine) as conn:
         log.append(
-            conn, actor="a", role="r", action="a", resource="r", outcome="o", reason="",
-            now=now(),
+            conn, actor="node", role="node", action="policy.load", resource="policy:r",
+            outcome="allowed", reason="", now=now(),
         )  # fmt: skip
         raise RuntimeError("the act failed after its entry was appended")
     add_entries(node.engine, 1, tag="after")
     assert [e["seq"] for e in stored_entries(node.engine)] == [0, 1]
-    assert stored_entries(node.engine)[1]["resource"] == "filler:after0"
+    assert stored_entries(node.engine)[1]["resource"] == "key:filler-after0"
 
 
 def test_a_malformed_entry_fails_the_whole_act(node: Node) -> None:
     with pytest.raises(InvalidEntryError), writing(node.engine) as conn:
         conn.execute(audit_head.update().values(node_id="XA"))  # some act's write
         log.append(
-            conn, actor="a\nb", role="r", action="a", resource="r", outcome="o", reason="",
-            now=now(),
+            conn, actor="operator:a\nb", role="operator", action="token.issue",
+            resource="token:r", outcome="allowed", reason="", now=now(),
         )  # fmt: skip
     assert log.head(node.engine).size == 0
 
@@ -81,8 +81,8 @@ def test_append_before_initialize_is_refused(tmp_path: Any) -> None:
     migrate.upgrade(engine)
     with pytest.raises(LogNotInitializedError), writing(engine) as conn:
         log.append(
-            conn, actor="a", role="r", action="a", resource="r", outcome="o", reason="",
-            now=now(),
+            conn, actor="node", role="node", action="policy.load", resource="policy:r",
+            outcome="allowed", reason="", now=now(),
         )  # fmt: skip
     engine.dispose()
 
@@ -102,8 +102,9 @@ def test_a_push_logs_schema_report_rows_and_hash_never_content(
     receipt = client.post(PUSH, json={"rows": rows}, headers=agency).json()
     push = stored_entries(node.engine)[-1]
     assert push["action"] == "report.push" and push["outcome"] == "allowed"
-    assert push["actor"] == "moh-surveillance" and push["role"] == "agency"
-    assert push["resource"] == f"schema:weekly_epi@1/report:{receipt['report_id']}"
+    assert push["actor"] == "token:moh-surveillance" and push["role"] == "agency"
+    assert push["resource"] == f"report:{receipt['report_id']}"
+    assert push["schema"] == "weekly_epi@1" and push["partner"] is None
     assert push["request_digest"] == f"sha-256:{receipt['content_sha256']}"
     assert f"{len(rows)} rows" in push["reason"]
     raw = b"".join(stored_bytes(node.engine))
@@ -227,8 +228,8 @@ def test_concurrent_appends_keep_seq_gap_free_and_the_tree_valid(node: Node) -> 
         for k in range(each):
             with writing(node.engine) as conn:
                 log.append(
-                    conn, actor=f"worker-{i}", role="agency", action="test.concurrent",
-                    resource=f"item:{k}", outcome="allowed", reason="", now=now(),
+                    conn, actor=f"token:worker-{i}", role="agency", action="token.issue",
+                    resource=f"token:item{k}", outcome="allowed", reason="", now=now(),
                 )  # fmt: skip
             if k % 10 == 0:  # checkpoints signed while others append
                 signer.sign(node.engine, node.key.private_key, now=now())
@@ -251,8 +252,8 @@ def test_concurrent_rolled_back_appends_leave_no_gaps(node: Node) -> None:
             try:
                 with writing(node.engine) as conn:
                     log.append(
-                        conn, actor=f"w{i}", role="agency", action="test.concurrent",
-                        resource=f"item:{k}", outcome="allowed", reason="", now=now(),
+                        conn, actor=f"token:w{i}", role="agency", action="token.issue",
+                        resource=f"token:item{k}", outcome="allowed", reason="", now=now(),
                     )  # fmt: skip
                     if k % 3 == 0:
                         raise ValueError("act failed")

@@ -429,7 +429,7 @@ def test_a_checkpoint_signed_by_another_key_is_refused() -> None:
     lines[-1] = other.checkpoint(20).to_line()
     err = failure(join(lines))
     assert isinstance(err, SignatureError) and err.line == 23
-    assert "different key id" in str(err)
+    assert "neither the supplied key nor endorsed by it" in str(err)
 
 
 def test_a_checkpoint_over_other_entries_is_a_mismatch_not_a_pass() -> None:

@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from nodes.audit import queries, signer, witness
+from nodes.audit import anchor, queries, signer, witness
 from nodes.audit.checkpoint import sign_checkpoint
-from nodes.audit.errors import InvalidCheckpointError, InvalidProofError
+from nodes.audit.errors import InvalidCheckpointError, InvalidProofError, LogIntegrityError
 from nodes.audit.merkle import MerkleTree, leaf_hash
 from nodes.database import writing
 from nodes.directory import init_node
@@ -162,7 +162,7 @@ def test_a_flag_is_logged_kept_as_evidence_and_shown_in_readyz(
     entry = stored_entries(node.engine)[-1]
     assert (entry["action"], entry["actor"], entry["outcome"]) == (
         "peer.flagged",
-        "peer:XB",
+        "partner:XB",
         "flagged",
     )
     details = client.get("/readyz").json()["details"]["audit"]
@@ -177,8 +177,8 @@ def _backup(source: Path, target: Path) -> None:
 def test_a_database_restored_from_before_a_checkpoint_a_peer_holds_is_caught(
     tmp_path: Path,
 ) -> None:
-    """Node XA restores an old backup: its own start-up check cannot tell (the backup is
-    self-consistent), but witness XW, which holds a later checkpoint of XA, can."""
+    """Node XA restores an old backup: its anchor refuses it; an operator who moves the anchor
+    aside gets a node that starts, but witness XW, which holds a later checkpoint, flags it."""
     a_settings, _ = init_node(tmp_path / "a", node_id="XA", name="A")
     w_settings, _ = init_node(tmp_path / "w", node_id="XW", name="Witness")
     a, w = Node.open(a_settings), Node.open(w_settings)
@@ -205,7 +205,10 @@ def test_a_database_restored_from_before_a_checkpoint_a_peer_holds_is_caught(
     for suffix in ("-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     shutil.copyfile(tmp_path / "backup.sqlite3", database)
-    a = Node.open(a_settings)  # passes: a whole restored database is self-consistent
+    with pytest.raises(LogIntegrityError, match="rolled back"):
+        Node.open(a_settings)  # the anchor outside the database remembers size 10
+    anchor.path_in(a_settings.keys_dir).rename(tmp_path / "anchor-aside.json")
+    a = Node.open(a_settings)  # adopted as it stands: only the witness can tell now
     add_entries(a.engine, 7, tag="after-restore")
     result = show(10)
     assert result.flagged and "does not extend the tree of size 10" in result.reason
@@ -229,6 +232,9 @@ def test_a_restored_database_that_has_not_caught_up_is_a_rollback(tmp_path: Path
     shutil.copyfile(tmp_path / "backup.sqlite3", database)
     for suffix in ("-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(LogIntegrityError, match=r"entries seq 3\.\.8 are gone"):
+        Node.open(a_settings)
+    anchor.path_in(a_settings.keys_dir).unlink()
     a = Node.open(a_settings)
     later = signer.sign(a.engine, a.key.private_key, now=now() + dt.timedelta(seconds=1))
     with writing(w.engine) as conn:
@@ -240,7 +246,7 @@ def test_a_restored_database_that_has_not_caught_up_is_a_rollback(tmp_path: Path
             conn, peer_id="XA", public_key=key, line=later.to_line(), proof=None, now=now()
         )
     assert first.verdict == "first"
-    assert rolled.flagged and "rolled back: tree size 3 signed after tree size 9" in rolled.reason
+    assert rolled.flagged and "rolled back: tree size 4 signed after tree size 9" in rolled.reason
     a.close()
     w.close()
 

@@ -133,7 +133,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "no nonce": (lambda k, _xa: _custom(k, nonce=None), "missing_component"),
     "a response's tag": (lambda k, _xa: _custom(k, tag=RESPONSE_TAG), "invalid_signature"),
     "created too long ago": (
-        lambda k, _xa: _signed(k, at=now() - timedelta(seconds=306)),
+        lambda k, _xa: _signed(k, at=now() - timedelta(seconds=303)),  # 300 s, not 305
         "stale_signature",
     ),
     "created in the future": (
@@ -148,7 +148,7 @@ def _audited_refusals(member: Member) -> int:
     page = queries.entries(member.node.engine, limit=queries.MAX_PAGE)
     assert page.next_start is None
     return sum(
-        1 for e in page.entries if e["action"] == "release.request" and e["outcome"] == "rejected"
+        1 for e in page.entries if e["action"] == "release.request" and e["outcome"] == "denied"
     )
 
 

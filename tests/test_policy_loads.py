@@ -22,7 +22,7 @@ def test_policy_loads_are_audited_once_per_version(settings: NodeSettings, node:
     shutil.copy(EXAMPLE, settings.policy_file)
     node.reload_policy()
     (loaded,) = loads(node)
-    assert loaded["policy_hash"] == node.policy.hash and loaded["outcome"] == "loaded"
+    assert loaded["policy_hash"] == node.policy.hash and loaded["outcome"] == "allowed"
     assert "agreement(s)" in str(loaded["reason"])
 
     again = Node.open(settings)  # another worker, or a CLI command, with the same policy

@@ -20,7 +20,8 @@ ROWS: list[dict[str, Any]] = [
     *weekly(("XA-P1-D1", "XA-P1-D2", "XA-P2-D3"), range(1, 7), cases=3),
     *weekly(("XA-P4-D1",), range(1, 7), cases=50),  # red-lined: never counts
     *weekly(("XA-P3",), range(1, 3), cases=7),  # stated for a province
-    *weekly(("XA",), range(1, 3), cases=100),  # national: contains the red-lined province
+    # national, for another stratum (a report states each person once): contains XA-P4
+    *[dict(r, sex="male") for r in weekly(("XA",), range(1, 3), cases=100)],
 ]
 
 

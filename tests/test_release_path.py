@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import opendp.prelude as dp
 import pytest
 from sqlalchemy import select
 
@@ -51,7 +57,7 @@ def test_a_release_covers_every_key_with_noise_accuracy_and_cost(node: Node) -> 
     assert document["query"]["group_by"] == ["area:adm1", "week:week"]
     assert document["policy_hash"] == node.policy.hash
     assert document["epsilon_spent"] == document["release_epsilon"] == 0.5
-    assert document["budget_left"] == {"partner": 9.5, "global": 19.5}
+    assert document["budget_left"] == {"partner": 9.5}  # never what other partners left
     cells = document["cells"]
     assert len(cells) == 3 * 9  # every province x week, zero cells included
     assert {(c["area"], c["week"]) for c in cells} == {
@@ -67,6 +73,19 @@ def test_a_release_covers_every_key_with_noise_accuracy_and_cost(node: Node) -> 
     assert noisy != [40] * 4  # noise was added (scale 4: all four exact has p < 1e-3)
     assert sum(c["deaths"]["suppressed"] for c in cells) > 10  # true zeros mostly hidden
     json.dumps(document)  # JSON-ready
+
+
+def test_a_release_states_the_noise_scale_a_partner_needs_to_correct_clamping(
+    node: Node,
+) -> None:
+    seeded(node)
+    document = releases.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
+    assert document["scale"] == {"cases": pytest.approx(8.0), "deaths": pytest.approx(8.0)}
+    # the stated scale is the one behind the stated accuracy, by OpenDP's own formula
+    for measure, scale in document["scale"].items():
+        expected = dp.discrete_laplacian_scale_to_accuracy(scale, 0.05)
+        assert document["accuracy"][measure] == pytest.approx(expected, abs=0.01)
+    assert privacy.clamping_bias(document["mechanism"], document["scale"]["cases"]) > 0
 
 
 def test_every_release_is_stored_with_what_made_it(node: Node) -> None:
@@ -98,7 +117,9 @@ def test_asking_again_returns_the_stored_release_and_charges_nothing(node: Node)
     assert again["epsilon_spent"] == 0.0 and again["budget_left"] == first["budget_left"]
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
     outcomes = [(e["outcome"], e["resource"]) for e in release_audit(node)]
-    assert outcomes == [("allowed", f"release/{first['release_id']}")] * 2
+    release = f"release:{first['release_id']}"
+    assert outcomes == [("allowed", release), ("replayed", release)]
+    assert [e["epsilon_micro"] for e in release_audit(node)] == [500_000, 0]
     assert "from the cache, nothing charged" in release_audit(node)[1]["reason"]
 
 
@@ -128,7 +149,7 @@ def test_a_denial_is_audited_and_charges_nothing(node: Node) -> None:
     assert (entry["outcome"], entry["actor"], entry["resource"]) == (
         "denied",
         "partner:XB",
-        "schema/weekly_epi@1",
+        "schema:weekly_epi@1",
     )
     assert entry["reason"] == str(error) and entry["policy_hash"] == node.policy.hash
     assert entry["request_digest"].startswith("sha256:")
@@ -208,7 +229,7 @@ def test_the_budget_is_committed_before_noise_and_never_refunded(
         assert conn.execute(select(release_rows.c.status)).scalars().all() == ["reserved"]
     assert [e["outcome"] for e in release_audit(node)] == ["allowed"]
     monkeypatch.undo()
-    retry = releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    retry = releases.release(node, partner_id="XB", query=QUERY, now=NOW)  # the slot was freed
     assert not retry.cached  # a reserved release is not an answer; the retry pays again
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 1_000_000
 
@@ -256,3 +277,81 @@ def test_an_exhausted_partner_cannot_make_the_node_scan_its_data(
             node, partner_id="XB", query=QUERY.model_copy(update={"since": "2026-W02"}), now=NOW
         )
     assert [e["outcome"] for e in release_audit(node)] == ["allowed", "denied"]
+
+
+def test_a_partner_sees_nothing_of_what_other_partners_spent(node: Node) -> None:
+    """The global budget is shared: what is left of it would tell what the others pulled."""
+    seeded(
+        node,
+        edited_policy(
+            (
+                "global_budget: {epsilon: 20, period: year}",
+                "global_budget: {epsilon: 0.7, period: year}",
+            )
+        ),
+    )
+    xc = ReleaseQuery(schema_id="weekly_epi@1", purpose="situational_awareness")
+    first = releases.release(node, partner_id="XC", query=xc, now=NOW).as_document()
+    assert set(first["budget_left"]) == {"partner"}
+    with pytest.raises(releases.InsufficientBudgetError) as caught:
+        releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    refusal = caught.value
+    assert refusal.line.charge.scope == "global"  # the operator still sees which account
+    assert "budget_left" not in refusal.problem_extra
+    assert "left" not in str(refusal) and "shared by all partners" in str(refusal)
+
+
+def test_identical_concurrent_requests_are_charged_once_and_share_one_release(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seeded(node)
+    real = privacy.noisy
+
+    def slow(*args: Any) -> Any:
+        time.sleep(0.3)  # the first is still drawing noise when the others arrive
+        return real(*args)
+
+    monkeypatch.setattr(privacy, "noisy", slow)
+    requests = 8
+    start = threading.Barrier(requests)
+
+    def ask(_i: int) -> dict[str, Any]:
+        start.wait()
+        return releases.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
+
+    with ThreadPoolExecutor(max_workers=requests) as pool:
+        made = list(pool.map(ask, range(requests)))
+    assert {d["release_id"] for d in made} == {made[0]["release_id"]}
+    assert all(d["cells"] == made[0]["cells"] for d in made)  # the same noise for all
+    assert sorted(d["cached"] for d in made) == [False] + [True] * (requests - 1)
+    assert sum(d["epsilon_spent"] for d in made) == 0.5
+    assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
+    with node.engine.connect() as conn:
+        assert conn.execute(select(release_rows.c.status)).scalars().all() == ["released"]
+    outcomes = [e["outcome"] for e in release_audit(node)]
+    assert len(outcomes) == requests and outcomes.count("allowed") == 1  # the rest: repeats
+
+
+def test_an_identical_request_waits_then_is_told_to_ask_again(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot held by a release still reserved: wait, then 503-able, charging nothing."""
+    seeded(node)
+
+    def crash(*_args: object) -> None:
+        raise RuntimeError("the worker died while drawing noise")
+
+    monkeypatch.setattr(privacy, "noisy", crash)
+    monkeypatch.setattr(releases, "_give_up", lambda _node, _release_id: None)  # died hard
+    with pytest.raises(RuntimeError):
+        releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    monkeypatch.undo()
+    monkeypatch.setattr(releases, "IN_FLIGHT_WAIT", 0.1)
+    with pytest.raises(releases.ReleaseInProgressError):
+        releases.release(node, partner_id="XB", query=QUERY, now=NOW + dt.timedelta(seconds=5))
+    assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
+    # Past ABANDONED_AFTER the slot is given up and the question answered (and paid) anew.
+    later = NOW + releases.ABANDONED_AFTER + dt.timedelta(seconds=1)
+    fresh = releases.release(node, partner_id="XB", query=QUERY, now=later)
+    assert not fresh.cached
+    assert ledger_spent(node)[("XB", "weekly_epi@1")] == 1_000_000

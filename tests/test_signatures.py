@@ -505,8 +505,9 @@ def test_signature_for_another_purpose(partner: Ed25519PrivateKey) -> None:
     ("offset", "fresh"),
     [
         (0, True),
-        (305, True),  # max_age 300 + skew 5
-        (306, False),
+        (300, True),  # exactly max_age: the skew never lengthens it
+        (301, False),
+        (305, False),
         (86400, False),  # still inside the library's default of one day
         (-5, True),
         (-6, False),

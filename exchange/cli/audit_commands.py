@@ -1,4 +1,5 @@
-"""``exchange audit``: verify an export offline, and (operator) export, checkpoint, show the key.
+"""``exchange audit``: verify an export offline, and (operator) export, checkpoint, show the key,
+list entries and count them (``entries``, ``summary``) for auditors who work from a terminal.
 
 ``verify`` wraps the standalone verifier (`nodes.audit.verifier`), the same single file an
 auditor can copy and run with only ``cryptography`` installed, so both give one verdict.
@@ -6,15 +7,18 @@ auditor can copy and run with only ``cryptography`` installed, so both give one 
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives import serialization
+from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, errors, fail, open_node, operator, utcnow
-from nodes.audit import exporting, signer, verifier
+from nodes.audit import exporting, signer, summary, verifier
 from nodes.identity import public_key_text
 
 
@@ -54,9 +58,10 @@ def export(
         final = exporting.prepare(
             node.engine, node.key.private_key, actor=operator(), role="operator", now=utcnow()
         )
+        key_lines = exporting.key_lines(node.settings.keys_dir, node_id=node.settings.node_id)
         partial = out.with_name(out.name + ".partial")
         with partial.open("wb") as handle:
-            for chunk in exporting.stream(node.engine, final):
+            for chunk in exporting.stream(node.engine, final, key_lines):
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
@@ -85,13 +90,119 @@ def public_key(directory: NodeDir) -> None:
     print(pem.decode(), end="")
 
 
+def _moment(text: str | None, name: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--{name} must be an ISO 8601 time with a zone, e.g. 2026-01-31T00:00:00Z", code=2)
+    if moment.tzinfo is None:
+        fail(f"--{name} must carry a zone (Z or +HH:MM)", code=2)
+    return moment
+
+
+Actor = Annotated[str | None, typer.Option(help="Exact actor, e.g. partner:XB or token:NAME")]
+Action = Annotated[str | None, typer.Option(help="Exact action, e.g. release or report.push")]
+Outcome = Annotated[str | None, typer.Option(help="allowed, denied, replayed or flagged")]
+Partner = Annotated[str | None, typer.Option(help="The partner node concerned, e.g. XB")]
+Schema = Annotated[str | None, typer.Option(help="The report schema, e.g. weekly_epi@1")]
+Since = Annotated[str | None, typer.Option(help="From this time on (inclusive), with a zone")]
+Until = Annotated[str | None, typer.Option(help="Before this time (exclusive), with a zone")]
+
+
+def _query(
+    actor: str | None,
+    action: str | None,
+    outcome: str | None,
+    partner: str | None,
+    schema: str | None,
+    since: str | None,
+    until: str | None,
+) -> summary.Query:
+    return summary.Query(
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        partner=partner,
+        schema=schema,
+        since=_moment(since, "since"),
+        until=_moment(until, "until"),
+    )
+
+
+def entries(
+    directory: NodeDir,
+    actor: Actor = None,
+    action: Action = None,
+    outcome: Outcome = None,
+    partner: Partner = None,
+    schema: Schema = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many entries")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """List entries matching every filter, oldest first (format-1 entries in today's words)."""
+    query = _query(actor, action, outcome, partner, schema, since, until)
+    with open_node(directory) as node:
+        found = []
+        for entry in summary.entries(node.engine, query):
+            found.append(entry)
+            if len(found) == limit:
+                break
+    if as_json:
+        for entry in found:
+            print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+        return
+    table = Table("seq", "time", "actor", "action", "resource", "outcome", "partner", "ε (micro)")
+    for e in found:
+        eps = e.get("epsilon_micro")
+        table.add_row(
+            str(e["seq"]),
+            e["time"],
+            e["actor"],
+            e["action"],
+            e["resource"],
+            e["outcome"],
+            e.get("partner") or "",
+            "" if eps is None else str(eps),
+        )
+    console.print(table)
+
+
+def summary_command(
+    directory: NodeDir,
+    actor: Actor = None,
+    action: Action = None,
+    outcome: Outcome = None,
+    partner: Partner = None,
+    schema: Schema = None,
+    since: Since = None,
+    until: Until = None,
+) -> None:
+    """Count matching entries per partner, action and outcome, with the epsilon charged."""
+    query = _query(actor, action, outcome, partner, schema, since, until)
+    with open_node(directory) as node:
+        totals = summary.summarize(node.engine, query)
+    table = Table("partner", "action", "outcome", "entries")
+    for (who, what, how), count in sorted(totals.counts.items()):
+        table.add_row(who, what, how, str(count))
+    console.print(table)
+    for who, micro in sorted(totals.epsilon_micro.items()):
+        console.print(f"ε charged to {who}: {micro / 1_000_000:g} ({micro} micro)", highlight=False)
+    console.print(f"{totals.entries} entries", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
-        help="The tamper-evident audit log: verify exports, export, checkpoint.",
+        help="The tamper-evident audit log: verify, export, checkpoint, list and count entries.",
         no_args_is_help=True,
     )
     group.command("verify")(verify)
     group.command("export")(export)
     group.command("checkpoint")(checkpoint)
     group.command("public-key")(public_key)
+    group.command("entries")(entries)
+    group.command("summary")(summary_command)
     app.add_typer(group, name="audit")

@@ -9,7 +9,7 @@ import httpx2
 import typer
 from rich.table import Table
 
-from exchange.cli.common import NodeDir, console, errors, fail, open_node, utcnow
+from exchange.cli.common import NodeDir, console, errors, fail, open_node, operator, utcnow
 from exchange.peer_client import PeerError, fetch_descriptor
 from exchange.pulling import peer_client, refresh_keys
 from nodes import keys, peers
@@ -173,11 +173,11 @@ def rotate(
         with writing(node.engine) as conn:
             audit_log.append(
                 conn,
-                actor="operator",
+                actor=operator(),
                 role="operator",
                 action="key.rotate",
                 resource=f"key:{new.kid}",
-                outcome="done",
+                outcome="allowed",
                 reason=f"key {new.kid} is current; {old.kid} stays valid for {grace_hours:g} h",
                 now=now,
             )

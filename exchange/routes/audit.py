@@ -46,6 +46,17 @@ class AuditEntryOut(BaseModel):
     request_digest: str | None
     prev: str = Field(description="Hex leaf hash of the entry before (64 zeros for seq 0)")
     node_id: str
+    partner: str | None = Field(
+        default=None, description="The partner node concerned (absent in format-1 entries)"
+    )
+    schema_id: str | None = Field(
+        default=None,
+        alias="schema",
+        description="The report schema concerned, name@version (absent in format-1 entries)",
+    )
+    epsilon_micro: int | None = Field(
+        default=None, description="Privacy budget charged, in millionths of epsilon"
+    )
     leaf_hash: str = Field(description="Hex SHA-256(0x00 || RFC 8785 bytes of the entry)")
 
 
@@ -60,7 +71,10 @@ class CheckpointOut(BaseModel):
     root_hash: str
     time: str
     node_id: str
-    key_id: str = Field(description="Hex SHA-256 of the raw Ed25519 public key that signed")
+    key_id: str = Field(
+        description="Unpadded base64url SHA-256 of the raw Ed25519 public key that signed "
+        "(the node's key id; checkpoints signed before format 2 wrote it in hex)"
+    )
     signature: str = Field(description="Standard base64 of the Ed25519 signature")
     line: str = Field(description="The exact signed line: keep it for 'audit verify --checkpoint'")
 
@@ -148,11 +162,17 @@ async def list_entries(
 @router.get(
     "/checkpoint",
     response_model=CheckpointOut,
-    responses=documented(401, 403, 404, 422),
+    responses=documented(401, 403, 422),
     summary="The latest signed checkpoint (tree size, root hash, time, signature)",
 )
 async def get_checkpoint(node: NodeDep, _auditor: CurrentAuditor) -> CheckpointOut:
-    return checkpoint_out(await run_in_threadpool(queries.checkpoint, node.engine))
+    """The latest checkpoint; when none is signed yet, one is signed now (never a 404)."""
+    signed = await run_in_threadpool(
+        lambda: queries.checkpoint(
+            node.engine, sign_with=node.key.private_key, now=dt.datetime.now(dt.UTC)
+        )
+    )
+    return checkpoint_out(signed)
 
 
 @router.get(
@@ -215,7 +235,7 @@ async def export(node: NodeDep, auditor: CurrentAuditor) -> StreamingResponse:
         lambda: exporting.prepare(
             node.engine,
             node.key.private_key,
-            actor=auditor.name,
+            actor=f"token:{auditor.name}",
             role=auditor.role,
             now=dt.datetime.now(dt.UTC),
         )
@@ -223,7 +243,11 @@ async def export(node: NodeDep, auditor: CurrentAuditor) -> StreamingResponse:
     size = final.checkpoint.tree_size
     filename = f"audit-{node.settings.node_id}-{size}.jsonl"
     return StreamingResponse(
-        exporting.stream(node.engine, final),
+        exporting.stream(
+            node.engine,
+            final,
+            exporting.key_lines(node.settings.keys_dir, node_id=node.settings.node_id),
+        ),
         media_type=EXPORT_MEDIA_TYPE,
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',

@@ -12,7 +12,9 @@ On the node's database (import them by module, so importing the core stays I/O-f
 
 * `tables`: the audit tables; `log`: `append` inside the act's transaction
 * `tree`: roots and proofs from stored subtrees; `signer`: signing and reading checkpoints
-* `startup`: the check that refuses to serve a cut or rewritten log
+* `startup`: the check that refuses to serve a cut, rewritten or damaged log
+* `anchor`: the newest signed checkpoint, kept beside the key, outside the database
+* `vocabulary`: the closed vocabularies of entries; `summary`: filtering and totals (CLI)
 * `queries`, `exporting`: what auditors read; `events`: entries for refused requests
 * `witness`: peers' checkpoints and flags; `status`: the log at a glance (``/readyz``)
 """

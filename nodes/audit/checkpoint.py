@@ -93,7 +93,7 @@ class SignedCheckpoint:
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
-    """Hex SHA-256 of the raw public key: the default ``key_id`` of checkpoints."""
+    """The node's key id (unpadded base64url SHA-256 of the raw key, as `nodes.identity`)."""
     return verifier.key_id(public_key)
 
 

@@ -9,7 +9,10 @@ entry was changed, dropped or moved, not merely that something was.
 
 Entries must never carry secrets or report content; deciding that is the
 caller's job. This module enforces the shape: types, bounded lengths, no
-control characters, one spelling of time.
+control characters, one spelling of time. Entries carry structured fields
+(``partner``, ``schema``, ``epsilon_micro``) since format 2; format-1 entries,
+written before, are read and hashed exactly as stored (`AuditEntry.structured`).
+The closed vocabularies of new entries are checked by `nodes.audit.vocabulary`.
 """
 
 from __future__ import annotations
@@ -44,10 +47,14 @@ TEXT_LIMITS: dict[str, tuple[int, bool]] = {
 }
 #: Nullable fields -> maximum length.
 OPTIONAL_LIMITS: dict[str, int] = {"policy_hash": 128, "request_digest": 256}
+#: Structured fields of format 2 (nullable; ``epsilon_micro`` an integer).
+STRUCTURED_LIMITS: dict[str, int] = {"partner": 128, "schema": 128}
 
-ENTRY_FIELDS = frozenset(
+#: The fields of a format-1 entry (written before the structured fields existed).
+ENTRY_FIELDS_V1 = frozenset(
     {"seq", "time", "prev", *TEXT_LIMITS, *OPTIONAL_LIMITS},
 )
+ENTRY_FIELDS = ENTRY_FIELDS_V1 | {*STRUCTURED_LIMITS, "epsilon_micro"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,9 +76,25 @@ class AuditEntry:
     request_digest: str | None
     prev: str
     node_id: str
+    partner: str | None = None
+    schema: str | None = None
+    epsilon_micro: int | None = None
+    structured: bool = True  # False: a format-1 entry, without the three fields above
 
     def __post_init__(self) -> None:
         check_count("seq", self.seq)
+        if self.epsilon_micro is not None:
+            check_count("epsilon_micro", self.epsilon_micro)
+        for name, max_len in STRUCTURED_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None:
+                check_text(name, value, max_len=max_len)
+        if not self.structured and (self.partner, self.schema, self.epsilon_micro) != (
+            None,
+            None,
+            None,
+        ):
+            raise InvalidEntryError("a format-1 entry has no structured fields")
         format_time(self.time)
         for name, (max_len, allow_empty) in TEXT_LIMITS.items():
             check_text(name, getattr(self, name), max_len=max_len, allow_empty=allow_empty)
@@ -85,22 +108,27 @@ class AuditEntry:
 
     def to_bytes(self) -> bytes:
         """The canonical RFC 8785 bytes: what is hashed, stored and exported."""
-        return canonical_json(
-            {
-                "seq": self.seq,
-                "time": format_time(self.time),
-                "actor": self.actor,
-                "role": self.role,
-                "action": self.action,
-                "resource": self.resource,
-                "outcome": self.outcome,
-                "reason": self.reason,
-                "policy_hash": self.policy_hash,
-                "request_digest": self.request_digest,
-                "prev": self.prev,
-                "node_id": self.node_id,
+        fields: dict[str, str | int | None] = {
+            "seq": self.seq,
+            "time": format_time(self.time),
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "resource": self.resource,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "policy_hash": self.policy_hash,
+            "request_digest": self.request_digest,
+            "prev": self.prev,
+            "node_id": self.node_id,
+        }
+        if self.structured:
+            fields |= {
+                "partner": self.partner,
+                "schema": self.schema,
+                "epsilon_micro": self.epsilon_micro,
             }
-        )
+        return canonical_json(fields)
 
     def leaf_hash(self) -> bytes:
         """The Merkle leaf hash of the canonical bytes (also the next entry's ``prev``)."""
@@ -118,10 +146,11 @@ class AuditEntry:
             obj = json.loads(data)
         except (ValueError, RecursionError):
             raise InvalidEntryError("entry bytes are not JSON") from None
-        if not isinstance(obj, dict) or obj.keys() != ENTRY_FIELDS:
+        if not isinstance(obj, dict) or obj.keys() not in (ENTRY_FIELDS, ENTRY_FIELDS_V1):
             raise InvalidEntryError("entry bytes do not hold exactly the entry fields")
         fields = dict(obj)
         fields["time"] = parse_time(fields["time"])
+        fields["structured"] = obj.keys() == ENTRY_FIELDS
         entry = cls(**fields)
         if entry.to_bytes() != data:
             raise InvalidEntryError("entry bytes are not in canonical form")
@@ -142,8 +171,11 @@ def encode_entry(
     request_digest: str | None,
     prev: str,
     node_id: str,
+    partner: str | None = None,
+    schema: str | None = None,
+    epsilon_micro: int | None = None,
 ) -> bytes:
-    """Validate the fields and return the entry's canonical bytes.
+    """Validate the fields and return the entry's canonical bytes (format 2).
 
     Raises InvalidEntryError if a field is malformed.
     """
@@ -160,6 +192,9 @@ def encode_entry(
         request_digest=request_digest,
         prev=prev,
         node_id=node_id,
+        partner=partner,
+        schema=schema,
+        epsilon_micro=epsilon_micro,
     ).to_bytes()
 
 

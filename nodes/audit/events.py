@@ -10,25 +10,28 @@ pretend it did.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import Engine
 
 from nodes.audit.log import append
+from nodes.audit.vocabulary import Action, Role
 from nodes.database import writing
 
-#: The actor of a request whose credential matches no token.
-UNKNOWN = "unknown"
+#: The actor (and role) of a request whose credential matches no token.
+UNKNOWN: Final = "unknown"
 
 
 def record_refusal(
     engine: Engine,
     *,
     actor: str,
-    role: str,
-    action: str,
+    role: Role,
+    action: Action,
     resource: str,
     reason: str,
     now: datetime,
+    partner: str | None = None,
     request_digest: str | None = None,
 ) -> int:
     """Append a ``denied`` entry in a transaction of its own; return its seq.
@@ -44,6 +47,7 @@ def record_refusal(
             resource=resource,
             outcome="denied",
             reason=reason,
+            partner=partner,
             request_digest=request_digest,
             now=now,
         )

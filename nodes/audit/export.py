@@ -20,16 +20,22 @@ from nodes.audit.errors import ExportError
 
 
 def export_lines(
-    entries: Iterable[bytes], checkpoints: Iterable[SignedCheckpoint]
+    entries: Iterable[bytes],
+    checkpoints: Iterable[SignedCheckpoint],
+    key_lines: Iterable[bytes] = (),
 ) -> Iterator[bytes]:
     """Yield the export's lines, each ending in ``\\n``.
 
-    ``entries`` are canonical entry bytes in seq order from seq 0. Raises
+    ``entries`` are canonical entry bytes in seq order from seq 0; ``key_lines`` the node's
+    key endorsements, oldest first (`nodes.audit.exporting.key_lines`), written right after
+    the header so the verifier knows every key before the first checkpoint. Raises
     ExportError (after yielding what came before) if an entry cannot be a
     line, or a checkpoint covers more entries than were given.
     """
     pending = sorted(checkpoints, key=lambda c: c.checkpoint.tree_size)
     yield verifier.EXPORT_HEADER + b"\n"
+    for line in key_lines:
+        yield line + b"\n"
     count = 0
     while pending and pending[0].checkpoint.tree_size == 0:
         yield pending.pop(0).to_line() + b"\n"

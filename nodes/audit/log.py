@@ -27,16 +27,20 @@ Speed (an append must cost little more than the act's own row, benchmarks/audit.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import errors as psycopg_errors
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from nodes.audit import vocabulary
 from nodes.audit.entry import GENESIS_PREV, encode_entry
 from nodes.audit.errors import LogIntegrityError, LogNotInitializedError
 from nodes.audit.tables import HEAD_ID, audit_head
+from nodes.audit.vocabulary import Action, Outcome, Role
 from nodes.database import reading, writing
 
 _PREV_KEY = b'"prev":"'
@@ -98,25 +102,34 @@ def append(
     conn: Connection,
     *,
     actor: str,
-    role: str,
-    action: str,
+    role: Role,
+    action: Action,
     resource: str,
-    outcome: str,
+    outcome: Outcome,
     reason: str,
+    partner: str | None = None,
+    schema: str | None = None,
+    epsilon_micro: int | None = None,
     policy_hash: str | None = None,
     request_digest: str | None = None,
     now: datetime,
 ) -> int:
     """Append one entry in the caller's transaction and return its sequence number.
 
-    Never put report content or secrets in any field. Raises InvalidEntryError (a
-    ValueError) if a field is malformed (too long, control characters, naive ``now``),
-    LogNotInitializedError if the node never initialized its log, and RuntimeError if
-    ``conn`` is not in a transaction; the caller's transaction should then roll back,
-    taking the act with it.
+    ``role``, ``action`` and ``outcome`` come from closed vocabularies, ``actor`` and
+    ``resource`` name their kind first (`nodes.audit.vocabulary`); ``partner`` (a peer
+    node's id), ``schema`` (``name@version``) and ``epsilon_micro`` (privacy budget charged,
+    in millionths of epsilon) are set whenever the act concerns them, so tools never parse
+    ``reason``. Never put report content or secrets in any field. Raises InvalidEntryError
+    (a ValueError) if a field is malformed or out of its vocabulary,
+    LogNotInitializedError if the node never initialized its log, LogIntegrityError if
+    the stored log already holds the next sequence number (a damaged log), and
+    RuntimeError if ``conn`` is not in a transaction; the caller's transaction should
+    then roll back, taking the act with it.
     """
     if not conn.in_transaction():
         raise RuntimeError("append must run inside the transaction of the act it records")
+    vocabulary.check(actor=actor, role=role, action=action, outcome=outcome, resource=resource)
     fields: dict[str, Any] = {
         "time": now,
         "actor": actor,
@@ -127,6 +140,9 @@ def append(
         "reason": reason,
         "policy_hash": policy_hash,
         "request_digest": request_digest,
+        "partner": partner,
+        "schema": schema,
+        "epsilon_micro": epsilon_micro,
     }
     if conn.dialect.name == "postgresql":
         return _append_postgresql(conn, fields)
@@ -159,7 +175,10 @@ def _append_sqlite(conn: Connection, fields: dict[str, Any]) -> int:
     prev = GENESIS_PREV if last_leaf is None else bytes(last_leaf).hex()
     data = _template(fields, node_id).fill(seq, prev)
     leaf = hashlib.sha256(b"\x00" + data).digest()
-    driver.execute(_SQLITE_INSERT, (seq, data, leaf))
+    try:
+        driver.execute(_SQLITE_INSERT, (seq, data, leaf))
+    except sqlite3.IntegrityError:
+        raise _occupied(seq) from None
     driver.execute(_SQLITE_MOVE, (leaf, HEAD_ID))
     return int(seq)
 
@@ -181,11 +200,22 @@ def _append_postgresql(conn: Connection, fields: dict[str, Any]) -> int:
             "head_id": HEAD_ID,
             "node_id": node_id,
         }
-        row = _driver(conn).execute(_PG_APPEND, params).fetchone()
+        try:
+            row = _driver(conn).execute(_PG_APPEND, params).fetchone()
+        except psycopg_errors.UniqueViolation:
+            raise _occupied(None) from None
         if row is not None:
             return int(row[0])
         conn.info.pop(_NODE_ID_CACHE, None)  # the head changed hands or vanished: re-read
     raise LogNotInitializedError("the audit head row does not match this node; reopen the node")
+
+
+def _occupied(seq: int | None) -> LogIntegrityError:
+    at = "the next sequence number" if seq is None else f"seq {seq}"
+    return LogIntegrityError(
+        f"the audit log is damaged: an entry already holds {at} beyond the head row; "
+        "restart the node to have its start-up check say what is wrong"
+    )
 
 
 def initialize(engine: Engine, *, node_id: str) -> Head:

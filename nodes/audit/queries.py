@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, select
 
-from nodes.audit import lookup, tree
+from nodes.audit import lookup, signer, tree
 from nodes.audit.checkpoint import SignedCheckpoint
 from nodes.audit.log import read_head
 from nodes.audit.signer import latest_checkpoint
@@ -96,11 +97,15 @@ def entries(
     )
 
 
-def checkpoint(engine: Engine) -> SignedCheckpoint:
-    """The latest signed checkpoint. Raises NotFoundError before the first one is signed."""
+def checkpoint(engine: Engine, *, sign_with: Ed25519PrivateKey, now: datetime) -> SignedCheckpoint:
+    """The latest signed checkpoint; if none was signed yet, sign one now and return it.
+
+    An auditor always gets an answer: a log with entries but no checkpoint yet (before the
+    first interval) gets one covering them, an empty log the signed head of the empty tree.
+    """
     found = latest_checkpoint(engine)
     if found is None:
-        raise NotFoundError("no checkpoint has been signed yet: the log is new and empty")
+        found = signer.sign(engine, sign_with, now=now, force=False)
     return found
 
 

@@ -9,6 +9,10 @@ checkpoint: the bookkeeping happens here, once a minute, not on every append.
 Signers serialize on a PostgreSQL advisory lock (SQLite writers on the database lock), not
 on the head row: appends keep running while a checkpoint is signed. The size signed is the
 committed head, whose entries are all committed and immutable.
+
+The node never signs a tree that does not extend the newest checkpoint it ever signed: when
+the node was opened with an anchor (`nodes.audit.anchor`), `sign` checks the tree against
+it and writes the new checkpoint to it before committing.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
-from nodes.audit import lookup, tree
+from nodes.audit import anchor, lookup, tree
 from nodes.audit.checkpoint import SignedCheckpoint, parse_signed_checkpoint, sign_checkpoint
 from nodes.audit.errors import LogIntegrityError, LogNotInitializedError
 from nodes.audit.log import read_head
@@ -73,8 +79,24 @@ def sign(
 
     With ``force=False`` the latest checkpoint is returned as it is when it already covers
     every entry. Raises LogIntegrityError if the log is shorter than a checkpoint already
-    signed (it was cut) or an entry is missing.
+    signed (it was cut), does not extend the anchored checkpoint (rewritten or rolled back),
+    an entry is missing, or the stored subtrees or lookup index hold rows beyond the latest
+    checkpoint (damaged tables); nothing is signed then.
     """
+    try:
+        return _sign(engine, private_key, now=now, force=force)
+    except IntegrityError:
+        raise LogIntegrityError(
+            "refusing to sign: the stored Merkle subtrees or lookup index already hold rows "
+            "beyond the latest checkpoint (the audit tables were damaged); restart the node "
+            "to have its start-up check say what is wrong"
+        ) from None
+
+
+def _sign(
+    engine: Engine, private_key: Ed25519PrivateKey, *, now: datetime, force: bool
+) -> SignedCheckpoint:
+    anchor_path = anchor.attached(engine)
     with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SIGNER_LOCK})
@@ -88,10 +110,20 @@ def sign(
                 f"the log holds {head.size} entries but checkpoint {covered} was signed: "
                 "it was cut short"
             )
+        held = None if anchor_path is None else anchor.read(anchor_path)
+        if held is not None and head.size < held.checkpoint.tree_size:
+            raise LogIntegrityError(
+                f"refusing to sign: the log holds {head.size} entries but "
+                f"{anchor.describe(held, anchor_path or Path())} covers "
+                f"{held.checkpoint.tree_size}: it was cut short or rolled back"
+            )
         if latest is not None and not force and covered == head.size:
+            _check_extends(conn, held, anchor_path)
+            _keep(anchor_path, held, latest)
             return latest
         root_hash = tree.extend(conn, covered, head.size)
         lookup.index_entries(conn, covered, head.size)
+        _check_extends(conn, held, anchor_path)
         signed = sign_checkpoint(
             private_key,
             tree_size=head.size,
@@ -108,7 +140,29 @@ def sign(
                 line=signed.to_line(),
             )
         )
+        _keep(anchor_path, held, signed)  # before commit: the anchor is never behind
         return signed
+
+
+def _check_extends(
+    conn: Connection, held: SignedCheckpoint | None, anchor_path: Path | None
+) -> None:
+    """Raise LogIntegrityError unless the stored tree extends the anchored checkpoint."""
+    if held is None or anchor_path is None:
+        return
+    size = held.checkpoint.tree_size
+    if tree.root_at(conn, size).hex() != held.checkpoint.root_hash:
+        raise LogIntegrityError(
+            f"refusing to sign: the log's first {size} entries do not match "
+            f"{anchor.describe(held, anchor_path)}: they were rewritten"
+        )
+
+
+def _keep(anchor_path: Path | None, held: SignedCheckpoint | None, new: SignedCheckpoint) -> None:
+    if anchor_path is None:
+        return
+    if held is None or (new.checkpoint.tree_size >= held.checkpoint.tree_size and new != held):
+        anchor.write(anchor_path, new)
 
 
 def sign_if_due(

@@ -17,6 +17,15 @@ Export format (UTF-8, one record per ``\\n``-terminated line, see docs/audit.md)
 * a checkpoint line is ``{"checkpoint":BODY,"signature":"SIG"}`` where BODY is
   the canonical checkpoint JSON that was signed and SIG the standard base64 of
   its Ed25519 signature.
+* a key line is ``{"key":STATEMENT,"signature":"SIG"}``: a key rotation, where
+  STATEMENT is the canonical endorsement ("node N's next key is K, valid from T;
+  my previous key P is valid until U") and SIG the previous key's signature over
+  it. The verifier trusts the key it is given and every key that a trusted key
+  endorsed (the node's endorsement chain), each within its validity.
+
+A key id is the unpadded base64url SHA-256 of the raw 32-byte public key, as
+the node writes it everywhere; checkpoints signed before that wrote the same
+digest in hex, which is still read.
 
 Failures raise a `VerificationError` subclass naming what failed; messages
 hold numbers, line numbers and hashes, never raw log text::
@@ -30,6 +39,7 @@ hold numbers, line numbers and hashes, never raw log text::
     ├── EntryReorderedError      entries out of sequence order
     ├── ForeignEntryError        an entry or checkpoint of another node
     ├── SignatureError           a checkpoint signature does not verify
+    ├── EndorsementError         a key line is not a valid endorsement by a trusted key
     ├── CheckpointMismatchError  a signed root does not match the entries
     ├── TruncatedLogError        fewer entries than the export's own checkpoint covers
     ├── UncoveredEntriesError    entries not covered by any signed checkpoint
@@ -49,6 +59,7 @@ import sys
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,14 +69,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 EXPORT_HEADER = b'{"format":"crisis-exchange/audit-export","version":1}'
 CHECKPOINT_PREFIX = b'{"checkpoint":'
+KEY_PREFIX = b'{"key":'
+ENDORSEMENT_TYPE = "crisis-exchange/key-endorsement/v1"
+ENDORSEMENT_KEYS = frozenset(
+    {"type", "node_id", "key_id", "public_key", "valid_from", "previous_key_id"}
+    | {"previous_valid_until"}
+)
 SIGNATURE_SEPARATOR = b',"signature":"'
 CHECKPOINT_SUFFIX = b'"}'
 CHECKPOINT_TYPE = "crisis-exchange/audit-checkpoint/v1"
 GENESIS_PREV = "0" * 64
-ENTRY_KEYS = frozenset(
+ENTRY_KEYS_V1 = frozenset(
     {"seq", "time", "actor", "role", "action", "resource", "outcome", "reason"}
     | {"policy_hash", "request_digest", "prev", "node_id"}
 )
+#: Format 2 adds structured fields; format-1 entries (written before) stay valid as stored.
+ENTRY_KEYS = ENTRY_KEYS_V1 | {"partner", "schema", "epsilon_micro"}
 CHECKPOINT_KEYS = frozenset({"type", "tree_size", "root_hash", "time", "node_id", "key_id"})
 MAX_LINE_BYTES = 65536
 MAX_COUNT = 2**53 - 1
@@ -74,17 +93,36 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 _sha256 = hashlib.sha256
 _HEX = frozenset("0123456789abcdef")
 _B64URL = re.compile(rb"[A-Za-z0-9_-]{43}")
-_NON_TEXT = frozenset({"seq", "policy_hash", "request_digest"})
+_NON_TEXT = frozenset({"seq", "policy_hash", "request_digest", "partner", "schema"})
+_NON_TEXT |= {"epsilon_micro"}
 
 # An entry line is the RFC 8785 form of the entry object: these keys in this
 # (sorted) order, no whitespace, strings with only the escapes JCS emits, seq
 # without leading zeros. One match both validates a line and extracts what the
-# chain needs (node_id, prev, seq); it is 2x faster than a JSON parse.
+# chain needs (node_id, prev, seq); it is 2x faster than a JSON parse. The three
+# structured fields of format 2 are present together or not at all (format 1).
 _STR = rb'"(?:[^"\\\x00-\x1f]++|\\["\\bfnrt]|\\u00[01][0-9a-f])*+"'
 _OPT = rb"(?:" + _STR + rb"|null)"
+_INT = rb"(?:0|[1-9][0-9]{0,15})"
 _ENTRY_RE = re.compile(
-    rb'\{"action":' + _STR + rb',"actor":' + _STR + rb',"node_id":(' + _STR + rb")"
-    rb',"outcome":' + _STR + rb',"policy_hash":' + _OPT + rb',"prev":"([0-9a-f]{64})"'
+    rb'\{"action":'
+    + _STR
+    + rb',"actor":'
+    + _STR
+    + rb'(,"epsilon_micro":(?:'
+    + _INT
+    + rb"|null))?"
+    + rb',"node_id":('
+    + _STR
+    + rb")"
+    rb',"outcome":'
+    + _STR
+    + rb'(,"partner":'
+    + _OPT
+    + rb")?"
+    + rb',"policy_hash":'
+    + _OPT
+    + rb',"prev":"([0-9a-f]{64})"'
     rb',"reason":'
     + _STR
     + rb',"request_digest":'
@@ -93,6 +131,9 @@ _ENTRY_RE = re.compile(
     + _STR
     + rb',"role":'
     + _STR
+    + rb'(,"schema":'
+    + _OPT
+    + rb")?"
     + rb',"seq":(0|[1-9][0-9]{0,15}),"time":'
     + _STR
     + rb"\}"
@@ -144,6 +185,12 @@ class EntryReorderedError(VerificationError):
     """Entries are out of sequence order."""
 
     kind = "entry-reordered"
+
+
+class EndorsementError(VerificationError):
+    """A key line is malformed, not canonical, or not signed by a key already trusted."""
+
+    kind = "bad-endorsement"
 
 
 class ForeignEntryError(VerificationError):
@@ -231,9 +278,18 @@ class VerifiedExport:
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
-    """Hex SHA-256 of the raw 32-byte public key: how checkpoints name their key."""
+    """Unpadded base64url SHA-256 of the raw 32-byte public key: the node's key id."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
+    return base64.urlsafe_b64encode(hashlib.sha256(raw).digest()).rstrip(b"=").decode()
+
+
+def key_id_matches(public_key: Ed25519PublicKey, claimed: str) -> bool:
+    """Whether ``claimed`` names ``public_key``: its key id, or the same digest in hex as
+    checkpoints signed before format 2 wrote it."""
+    if claimed == key_id(public_key):
+        return True
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return claimed == hashlib.sha256(raw).hexdigest()
 
 
 def load_public_key(data: bytes) -> Ed25519PublicKey:
@@ -316,6 +372,7 @@ class _Verification:
 
     def __init__(self, public_key: Ed25519PublicKey, kept: bytes | None) -> None:
         self.key = public_key
+        self.keys = _KeyChain(public_key)
         self.kept = None if kept is None else self._read_kept(kept)
         self.entries = _Entries()
         self.checkpoints: list[Checkpoint] = []
@@ -329,10 +386,27 @@ class _Verification:
         try:
             verify_checkpoint(checkpoint, self.key)
         except SignatureError:
-            raise SignatureError(
-                "kept checkpoint: signature does not verify with the supplied public key"
-            ) from None
+            if key_id_matches(self.key, checkpoint.key_id):
+                raise SignatureError(
+                    "kept checkpoint: signature does not verify with the supplied public key"
+                ) from None
+            return checkpoint  # signed by a later key: checked once the key lines are read
         return checkpoint
+
+    def _check_kept_signature(self) -> None:
+        kept = self.kept
+        if kept is None or key_id_matches(self.key, kept.key_id):
+            return
+        key = self.keys.find(kept.key_id)
+        try:
+            if key is None:
+                raise SignatureError("")
+            verify_checkpoint(kept, key)
+        except SignatureError:
+            raise SignatureError(
+                "kept checkpoint: signature does not verify with the supplied public key or a "
+                "key it endorsed"
+            ) from None
 
     def run(self, lines: Iterable[bytes]) -> VerifiedExport:
         numbered = enumerate(lines, start=1)
@@ -346,7 +420,8 @@ class _Verification:
                 else ("not an audit export")
             )
             raise MalformedExportError(f"line 1: {what} (bad header)", line=1)
-        self.entries.read(numbered, self._read_checkpoint)
+        self.entries.read(numbered, self._read_checkpoint, self._read_key)
+        self._check_kept_signature()
         entries = self.entries
         if entries.break_at is not None:
             raise entries.explain_break(self._latest_covering(entries.count))
@@ -371,8 +446,13 @@ class _Verification:
             # A changed body is a bad signature, whether or not it still parses.
             _check_signature(body, signature, self.key, lineno, None)
             raise
-        _check_signature(body, signature, self.key, lineno, checkpoint)
+        key = self.keys.find(checkpoint.key_id) or self.key
+        _check_signature(body, signature, key, lineno, checkpoint)
+        self.keys.check_validity(checkpoint)
         self.checkpoints.append(checkpoint)
+
+    def _read_key(self, line: bytes, lineno: int) -> None:
+        self.keys.endorse(line, lineno)
 
     def _latest_covering(self, size: int) -> Checkpoint | None:
         matches = [c for c in self.checkpoints if c.tree_size == size]
@@ -386,6 +466,12 @@ class _Verification:
                 f"no checkpoint in the export: none of its {count} entries is signed"
             )
         node_id = checkpoints[0].node_id
+        if self.keys.node_id not in (None, node_id):
+            raise ForeignEntryError(
+                f"a key line (line {self.keys.node_line}) endorses a key of another node than "
+                f"the checkpoint at line {checkpoints[0].line}",
+                line=self.keys.node_line,
+            )
         for checkpoint in checkpoints:
             if checkpoint.node_id != node_id:
                 raise ForeignEntryError(
@@ -445,7 +531,9 @@ class _Verification:
                 f"log cut short or rolled back: your kept checkpoint (tree size {kept.tree_size},"
                 f" time {_safe(kept.time)}) covers {kept.tree_size} entries but the export holds"
                 f" only {count}; {_seq_range(count, kept.tree_size)} "
-                f"{'is' if kept.tree_size - count == 1 else 'are'} gone",
+                f"{'is' if kept.tree_size - count == 1 else 'are'} gone, and whether the "
+                f"{count} entries it holds are the ones you saw cannot be told from one "
+                f"checkpoint (check it against an export you verified before)",
                 seq=count,
             )
         if self.roots[kept.tree_size].hex() != kept.root_hash:
@@ -455,6 +543,147 @@ class _Verification:
                 f"the log is not an extension of what you saw"
             )
         return kept.tree_size
+
+
+class _KeyChain:
+    """The keys this verification trusts: the supplied one, then each key a trusted key
+    endorsed (key lines), with the validity the endorsement states.
+
+    The statement is rebuilt here from its fields (RFC 8785 of an object of short ASCII
+    strings: sorted keys, no whitespace), independently of the node's code, and must equal
+    the bytes received; the signature is checked over the bytes received.
+    """
+
+    def __init__(self, anchor: Ed25519PublicKey) -> None:
+        self.keys: dict[str, Ed25519PublicKey] = {key_id(anchor): anchor}
+        self.valid_from: dict[str, datetime] = {}
+        self.valid_until: dict[str, datetime] = {}
+        self.node_id: str | None = None
+        self.node_line: int | None = None
+
+    def find(self, claimed: str) -> Ed25519PublicKey | None:
+        found = self.keys.get(claimed)
+        if found is None:
+            found = next((k for k in self.keys.values() if key_id_matches(k, claimed)), None)
+        return found
+
+    def endorse(self, line: bytes, lineno: int) -> None:
+        statement, signature = _split_signed(line, KEY_PREFIX, lineno, "key")
+        fields = _endorsement_fields(statement, lineno)
+        endorser = self.keys.get(fields["previous_key_id"])
+        if endorser is None and fields["key_id"] in self.keys:
+            return  # endorses a key already trusted by an older one we do not hold: adds nothing
+        if endorser is None:
+            raise EndorsementError(
+                f"line {lineno}: key {_safe(fields['key_id'])} is endorsed by key "
+                f"{_safe(fields['previous_key_id'])}, which is neither the supplied key nor "
+                "endorsed by it on an earlier line",
+                line=lineno,
+            )
+        try:
+            endorser.verify(signature, statement)
+        except InvalidSignature:
+            raise EndorsementError(
+                f"line {lineno}: the endorsement of key {_safe(fields['key_id'])} does not "
+                f"verify with key {_safe(fields['previous_key_id'])}",
+                line=lineno,
+            ) from None
+        if self.node_id is None:
+            self.node_id, self.node_line = fields["node_id"], lineno
+        elif fields["node_id"] != self.node_id:
+            raise ForeignEntryError(
+                f"line {lineno}: a key line for another node than line {self.node_line}",
+                line=lineno,
+            )
+        new = fields["key_id"]
+        self.keys[new] = Ed25519PublicKey.from_public_bytes(
+            base64.urlsafe_b64decode(fields["public_key"] + "=")
+        )
+        self.valid_from[new] = _moment(fields["valid_from"], lineno)
+        self.valid_until[fields["previous_key_id"]] = _moment(
+            fields["previous_valid_until"], lineno
+        )
+
+    def check_validity(self, checkpoint: Checkpoint) -> None:
+        """A key signs only within its validity: a retired key cannot sign later history."""
+        kid = next((k for k, v in self.keys.items() if key_id_matches(v, checkpoint.key_id)), "")
+        start, end = self.valid_from.get(kid), self.valid_until.get(kid)
+        if start is None and end is None:
+            return
+        try:
+            when = datetime.fromisoformat(checkpoint.time)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise MalformedExportError(
+                f"{checkpoint.where()}: its time is not a UTC time", line=checkpoint.line
+            )
+        if (start is not None and when < start) or (end is not None and when >= end):
+            raise EndorsementError(
+                f"{checkpoint.where()} is signed by key {_safe(kid)} at {_safe(checkpoint.time)},"
+                " outside the validity its endorsements give it",
+                line=checkpoint.line,
+            )
+
+
+def _endorsement_fields(statement: bytes, lineno: int) -> dict[str, str]:
+    def bad(why: str) -> EndorsementError:
+        return EndorsementError(f"line {lineno}: key line {why}", line=lineno)
+
+    try:
+        obj = json.loads(statement)
+    except (ValueError, RecursionError):
+        raise bad("is not JSON") from None
+    if type(obj) is not dict or obj.keys() != ENDORSEMENT_KEYS:
+        raise bad("does not hold exactly the endorsement fields")
+    if not all(type(v) is str and v.isascii() and v.isprintable() for v in obj.values()):
+        raise bad("has a field that is not a printable ASCII string")
+    if obj["type"] != ENDORSEMENT_TYPE:
+        raise bad("is not a key endorsement")
+    rebuilt = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if rebuilt.encode() != statement:
+        raise bad("is not in canonical form (RFC 8785)")
+    public = obj["public_key"].encode()
+    if not _B64URL.fullmatch(public):
+        raise bad("holds a public key that is not 43 characters of base64url")
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(public + b"="))
+    except ValueError:
+        raise bad("holds a public key that is not Ed25519") from None
+    if key_id(key) != obj["key_id"]:
+        raise bad("names a key id that is not the SHA-256 of its public key")
+    return dict(obj)
+
+
+def _moment(text: str, lineno: int) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise EndorsementError(f"line {lineno}: key line time is not a UTC time", line=lineno)
+    return when
+
+
+def _split_signed(line: bytes, prefix: bytes, lineno: int | None, what: str) -> tuple[bytes, bytes]:
+    where = f"line {lineno}: " if lineno is not None else ""
+    cut = line.rfind(SIGNATURE_SEPARATOR)
+    if (
+        len(line) > MAX_LINE_BYTES
+        or not line.startswith(prefix)
+        or not line.endswith(CHECKPOINT_SUFFIX)
+        or cut < len(prefix)
+    ):
+        raise MalformedExportError(f"{where}not a {what} line", line=lineno)
+    body = line[len(prefix) : cut]
+    encoded = line[cut + len(SIGNATURE_SEPARATOR) : -len(CHECKPOINT_SUFFIX)]
+    try:
+        signature = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedExportError(f"{where}{what} signature is not base64", line=lineno) from None
+    if len(signature) != 64 or base64.b64encode(signature) != encoded:
+        raise MalformedExportError(f"{where}{what} signature is not 64 bytes", line=lineno)
+    return body, signature
 
 
 class _Entries:
@@ -479,7 +708,10 @@ class _Entries:
         self._last_hex = GENESIS_PREV.encode()
 
     def read(
-        self, numbered: Iterable[tuple[int, bytes]], checkpoint: Callable[[bytes, int], None]
+        self,
+        numbered: Iterable[tuple[int, bytes]],
+        checkpoint: Callable[[bytes, int], None],
+        key: Callable[[bytes, int], None],
     ) -> None:
         """Read all lines after the header, handing checkpoint lines to ``checkpoint``.
 
@@ -495,10 +727,18 @@ class _Entries:
             if line.startswith(prefix):
                 checkpoint(line, lineno)
                 continue
+            if line.startswith(KEY_PREFIX):
+                key(line, lineno)
+                continue
             found = match(line) if fast else None
             if found is not None and (line.isascii() or _is_utf8(line)):
-                node, prev, seq = found.groups()
-                if prev == last_hex and node == node_raw and int(seq) == len(hashes):
+                eps, node, partner, prev, schema, seq = found.groups()
+                if (
+                    prev == last_hex
+                    and node == node_raw
+                    and int(seq) == len(hashes)
+                    and (eps is None) is (partner is None) is (schema is None)
+                ):
                     leaf = sha(b"\x00" + line).digest()
                     last_hex = hexlify(leaf)
                     add_hash(leaf)
@@ -515,7 +755,9 @@ class _Entries:
         found = _ENTRY_RE.fullmatch(line) if len(line) <= MAX_LINE_BYTES else None
         if found is None or not _is_utf8(line):
             raise _malformed_entry(lineno, position, _diagnose(line))
-        node, prev_hex, seq_digits = found.groups()
+        eps, node, partner, prev_hex, schema, seq_digits = found.groups()
+        if not (eps is None) is (partner is None) is (schema is None):
+            raise _malformed_entry(lineno, position, "does not hold exactly the entry fields")
         seq, prev = int(seq_digits), prev_hex.decode()
         if seq > MAX_COUNT:
             raise _malformed_entry(lineno, position, "seq is larger than 2**53-1")
@@ -734,7 +976,7 @@ def _diagnose(line: bytes) -> str:
         return "not valid JSON"
     if type(obj) is not dict:
         return "not a JSON object"
-    if obj.keys() != ENTRY_KEYS:
+    if obj.keys() != ENTRY_KEYS and obj.keys() != ENTRY_KEYS_V1:
         return "does not hold exactly the entry fields"
     seq, prev = obj["seq"], obj["prev"]
     if type(seq) is not int or not 0 <= seq <= MAX_COUNT:
@@ -743,6 +985,9 @@ def _diagnose(line: bytes) -> str:
         return "prev is not 64 lowercase hex digits"
     if any(type(v) is not str for k, v in obj.items() if k not in _NON_TEXT):
         return "a text field is not a string"
+    eps = obj.get("epsilon_micro")
+    if eps is not None and (type(eps) is not int or not 0 <= eps <= MAX_COUNT):
+        return "epsilon_micro is not null or an integer from 0 to 2**53-1"
     return "not in canonical form (RFC 8785: sorted keys, no whitespace, minimal escapes)"
 
 
@@ -753,26 +998,7 @@ def _malformed_entry(lineno: int, position: int, why: str) -> MalformedExportErr
 
 
 def _split_checkpoint(line: bytes, lineno: int | None) -> tuple[bytes, bytes]:
-    where = f"line {lineno}: " if lineno is not None else ""
-    cut = line.rfind(SIGNATURE_SEPARATOR)
-    if (
-        len(line) > MAX_LINE_BYTES
-        or not line.startswith(CHECKPOINT_PREFIX)
-        or not line.endswith(CHECKPOINT_SUFFIX)
-        or cut < len(CHECKPOINT_PREFIX)
-    ):
-        raise MalformedExportError(f"{where}not a checkpoint line", line=lineno)
-    body = line[len(CHECKPOINT_PREFIX) : cut]
-    encoded = line[cut + len(SIGNATURE_SEPARATOR) : -len(CHECKPOINT_SUFFIX)]
-    try:
-        signature = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedExportError(
-            f"{where}checkpoint signature is not base64", line=lineno
-        ) from None
-    if len(signature) != 64 or base64.b64encode(signature) != encoded:
-        raise MalformedExportError(f"{where}checkpoint signature is not 64 bytes", line=lineno)
-    return body, signature
+    return _split_signed(line, CHECKPOINT_PREFIX, lineno, "checkpoint")
 
 
 def _parse_checkpoint_body(body: bytes, signature: bytes, lineno: int | None) -> Checkpoint:
@@ -818,8 +1044,12 @@ def _check_signature(
             else (f"checkpoint at line {lineno}" if lineno is not None else "checkpoint")
         )
         hint = ""
-        if checkpoint is not None and checkpoint.key_id != key_id(public_key):
-            hint = " (it names a different key id than the supplied public key)"
+        if checkpoint is not None and not key_id_matches(public_key, checkpoint.key_id):
+            hint = (
+                f" (it names key {_safe(checkpoint.key_id)}, which is neither the supplied key "
+                "nor endorsed by it in the export's key lines: pass the oldest key of this node "
+                "you trust)"
+            )
         raise SignatureError(
             f"{where}: signature does not verify with the supplied public key{hint}",
             line=lineno,

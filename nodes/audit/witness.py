@@ -127,12 +127,13 @@ def record_peer_checkpoint(
     if verdict == "flagged":
         append(
             conn,
-            actor=f"peer:{peer_id}",
+            actor=f"partner:{peer_id}",
             role="partner",
             action="peer.flagged",
-            resource=f"peer:{peer_id}/checkpoint:{checkpoint.tree_size}",
+            resource=f"partner:{peer_id}/checkpoint:{checkpoint.tree_size}",
             outcome="flagged",
             reason=reason,
+            partner=peer_id,
             now=now,
         )
     return WitnessResult(peer_id, checkpoint.tree_size, verdict, reason)
