@@ -11,6 +11,8 @@ from fastapi import Depends, FastAPI
 from exchange import metrics, problems
 from exchange.checkpointing import keep_checkpoints
 from exchange.dependencies import reject_unknown_query_parameters
+from exchange.logs import RequestIdMiddleware
+from exchange.request_guards import RequestGuardMiddleware
 from exchange.routes import audit, federation, health, policy, reports, schemas
 from nodes.node import Node
 from nodes.settings import NodeSettings
@@ -49,10 +51,12 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
     )
     problems.install(app)
     metrics.install(app)
+    app.add_middleware(RequestGuardMiddleware, openapi=lambda: app.openapi(), routes=app.routes)
     app.include_router(reports.router)
     app.include_router(schemas.router)
     app.include_router(health.router)
     app.include_router(audit.router)
     app.include_router(policy.router)
     app.include_router(federation.router)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has its id
     return app

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from exchange import partner_auth
@@ -25,11 +27,19 @@ from nodes.node import Node
 from nodes.tokens import TokenRecord
 from schemas.errors import AuthenticationError, ForbiddenError, InvalidInputError
 
+log = logging.getLogger("exchange")
 _bearer = HTTPBearer(auto_error=False, description="Token issued by the node operator")
 
 
-def get_node(request: Request) -> Node:
+async def get_node(request: Request) -> Node:
+    """The node, on the newest policy: one indexed read of the active policy's hash, and a
+    reload when another worker, replica or ``exchange policy apply`` changed it."""
     node: Node = request.app.state.node
+    try:
+        await run_in_threadpool(node.refresh_policy)
+    except OperationalError:  # database unreachable: /readyz must still say so itself, and
+        # every route that decides anything needs the database too, so fails there anyway
+        log.warning("could not check the active policy: the database is unreachable")
     return node
 
 
@@ -51,7 +61,14 @@ async def current_token(
             or not credentials.credentials
         ):
             raise AuthenticationError("this endpoint needs 'Authorization: Bearer <token>'")
-        return await run_in_threadpool(tokens.authenticate, node.engine, credentials.credentials)
+        return await run_in_threadpool(
+            functools.partial(
+                tokens.authenticate,
+                node.engine,
+                credentials.credentials,
+                now=dt.datetime.now(dt.UTC),
+            )
+        )
     except AuthenticationError as exc:
         revoked = exc.token if isinstance(exc, tokens.RevokedTokenError) else None
         await _log_refusal(

@@ -32,7 +32,21 @@ class PayloadTooLargeError(errors.InvalidInputError):
 
 
 class UnsupportedMediaTypeError(errors.InvalidInputError):
-    """The request body is in a format this endpoint does not read."""
+    """The request body is in a format, charset or content coding this endpoint does not read."""
+
+
+class RequestTimeoutError(errors.InvalidInputError):
+    """The request body did not arrive within the node's deadline."""
+
+
+class ClientDisconnectedError(errors.InvalidInputError):
+    """The client closed the connection before its body arrived; nobody reads the answer."""
+
+
+#: Problem details echo what the client sent only this far: a hostile request cannot make
+#: the answer (or the memory that builds it) large.
+MAX_DETAIL = 1000
+MAX_PARAMS = 20
 
 
 class RowProblem(BaseModel):
@@ -58,6 +72,8 @@ class Problem(BaseModel):
 _STATUS: list[tuple[type[errors.ExchangeError], int, str]] = [
     (PayloadTooLargeError, 413, "Payload too large"),
     (UnsupportedMediaTypeError, 415, "Unsupported media type"),
+    (RequestTimeoutError, 408, "Request timeout"),
+    (ClientDisconnectedError, 400, "Client closed request"),
     (errors.InvalidInputError, 422, "Invalid request"),
     (IdempotencyConflictError, 422, "Idempotency key reused"),
     (errors.NotFoundError, 404, "Not found"),
@@ -80,6 +96,8 @@ def problem_response(
     status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     slug = title.lower().replace(" ", "-")
+    if len(detail) > MAX_DETAIL:
+        detail = detail[:MAX_DETAIL] + " [...]"
     body: dict[str, Any] = {
         "type": f"urn:exchange:problem:{slug}",
         "title": title,
@@ -104,8 +122,11 @@ async def _exchange_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     issues = [
-        {"location": ".".join(str(p) for p in e.get("loc", ())), "reason": str(e.get("msg", ""))}
-        for e in exc.errors()
+        {
+            "location": ".".join(str(p) for p in e.get("loc", ()))[:200],
+            "reason": str(e.get("msg", ""))[:200],
+        }
+        for e in exc.errors()[:MAX_PARAMS]
     ]
     detail = (
         "; ".join(f"{i['location']}: {i['reason']}" for i in issues[:5]) or "the request is invalid"
@@ -116,7 +137,14 @@ async def _request_validation(_request: Request, exc: Exception) -> JSONResponse
 async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else "the request could not be served"
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    title = {
+        400: "Bad request",
+        404: "Not found",
+        405: "Method not allowed",
+        408: "Request timeout",
+        415: "Unsupported media type",
+        431: "Request header fields too large",
+    }.get(exc.status_code, "HTTP error")
     return problem_response(exc.status_code, title, detail, headers=dict(exc.headers or {}) or None)
 
 
@@ -138,12 +166,14 @@ def install(app: FastAPI) -> None:
 
 
 _DESCRIPTIONS = {
+    400: "The request is malformed: a header, or a body cut off by the client",
     401: "No bearer token, or one this node does not accept",
     403: "The credential may not do this",
     404: "No such resource",
+    408: "The body did not arrive within the node's deadline",
     409: "Conflicts with what is stored",
     413: "The body is larger than this node accepts",
-    415: "The body is not JSON or CSV",
+    415: "The body is not JSON or CSV, not UTF-8, or in a content coding this node does not read",
     422: "The request or its values are invalid; invalid rows are listed",
     429: "The privacy budget cannot pay for this release",
     503: "An identical release is still being computed; ask again (nothing was charged)",

@@ -1,37 +1,70 @@
 """Reading pushed report bodies: size limits first, then JSON or CSV into a validated batch.
 
 The size check runs on ``Content-Length`` and again while streaming, so an oversized body
-gets 413 before it is read whole, whether or not the client declared its length.
+gets 413 before it is read whole, whether or not the client declared its length. The whole
+body must arrive within a deadline, so a client that trickles it in cannot hold a worker and
+its buffer for ever; one that hangs up mid-body is logged once, at info.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
-import json
+import logging
 from dataclasses import replace
 from itertools import repeat
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from exchange.problems import PayloadTooLargeError, UnsupportedMediaTypeError
+from exchange import strict_json
+from exchange.problems import (
+    ClientDisconnectedError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnsupportedMediaTypeError,
+)
 from schemas.errors import InvalidInputError
 from schemas.model import ReportSchema
 from schemas.validation import (
     Batch,
+    ReportShapeError,
     ValidationContext,
     from_csv_rows,
     from_json_rows,
     from_text_columns,
 )
 
+log = logging.getLogger("exchange")
+
 CSV_TYPES = ("text/csv", "application/csv")
+#: Seconds for a whole body to arrive: 32 MiB at about 300 kB/s, a slow field link.
+BODY_DEADLINE = 120.0
+#: No schema has near this many fields; a wider header is refused before it is split.
+MAX_COLUMNS = 256
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, deadline: float = BODY_DEADLINE) -> bytes:
+    """The body, at most ``limit`` bytes, arrived within ``deadline`` seconds.
+
+    Raises ``PayloadTooLargeError``, ``RequestTimeoutError`` or ``ClientDisconnectedError``.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the body did not arrive within {deadline:g} seconds; send it again"
+        ) from None
+    except ClientDisconnect:
+        log.info("client hung up mid-body on %s %s", request.method, request.url.path)
+        raise ClientDisconnectedError("the client closed the connection mid-body") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(
@@ -59,7 +92,21 @@ class JsonReport(BaseModel):
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+    """The body's media type, lower case; raises ``UnsupportedMediaTypeError`` on a charset
+    other than UTF-8 (the only one this node reads)."""
+    kind, *parameters = request.headers.get("content-type", "").split(";")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise UnsupportedMediaTypeError(
+                f"charset {_cut(charset)!r} is not read here; send UTF-8"
+            )
+    return kind.strip().lower()
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 def parse_report(
@@ -71,7 +118,7 @@ def parse_report(
     if content_type == "application/json" or content_type.endswith("+json"):
         return _parse_json(body, schema, ctx)
     raise UnsupportedMediaTypeError(
-        f"Content-Type '{content_type or '(none)'}' is not read here; send application/json or text/csv"
+        f"Content-Type '{_cut(content_type) or '(none)'}' is not read here; send application/json or text/csv"
     )
 
 
@@ -80,6 +127,12 @@ def _parse_csv(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Bat
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"the CSV is not UTF-8 (byte {exc.start} is invalid)") from None
+    first_line = text[: text.find("\n")] if "\n" in text else text
+    if first_line.count(",") >= MAX_COLUMNS:
+        raise ReportShapeError(
+            f"the header has {first_line.count(',') + 1} columns; {schema.id} has "
+            f"{len(schema.fields)} fields"
+        )
     if '"' not in text and "\r" not in text:
         return _parse_plain_csv(text, schema, ctx)
     try:
@@ -116,9 +169,9 @@ def _parse_plain_csv(text: str, schema: ReportSchema, ctx: ValidationContext) ->
 
 def _parse_json(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Batch:
     try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"the body is not valid JSON: {exc}") from None
+        document = strict_json.loads(body)
+    except strict_json.StrictJsonError as exc:
+        raise InvalidInputError(str(exc)) from None
     if isinstance(document, list):
         document = {"rows": document}
     try:

@@ -1,7 +1,15 @@
-"""Creating a node directory: settings, identity key, gazetteer, and a migrated database."""
+"""Creating a node directory: settings, identity key, gazetteer, and a migrated database.
+
+All or nothing: everything is checked in memory first, then the node is built in a
+temporary directory beside the target and renamed into place, so a failed ``init`` leaves
+no half-made node (an interrupted one at worst a ``.NAME.init-*`` directory, never a
+directory that looks like a node).
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -52,29 +60,65 @@ def init_node(
     gazetteer: Gazetteer | None = None,
     week_system: str = "iso",
 ) -> tuple[NodeSettings, NodeKey]:
-    """Create everything a node needs; refuse if the directory already holds a node."""
+    """Create everything a node needs, atomically; refuse if the directory holds anything.
+
+    Raises NodeExistsError, or ValueError (pydantic's ValidationError) naming the invalid
+    setting before anything is written.
+    """
     directory = directory.expanduser().resolve()
     if (directory / SETTINGS_FILE).exists():
         raise NodeExistsError(f"{directory} already holds a node; init never overwrites one")
-    directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-    lines = [
-        f"node_id = {_toml_string(node_id)}",
-        f"name = {_toml_string(name)}",
-        f"public_url = {_toml_string(public_url)}",
-        f"week_system = {_toml_string(week_system)}",
-    ]
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise NodeExistsError(
+            f"{directory} exists and is not empty; init builds a node in a new or empty directory"
+        )
+    fields = {
+        "node_id": node_id,
+        "name": name,
+        "public_url": public_url,
+        "week_system": week_system,
+    }
     if database_url:
-        lines.append(f"database_url = {_toml_string(database_url)}")
-    text = "\n".join(lines) + "\n"
+        fields["database_url"] = database_url
+    NodeSettings.model_validate({"directory": directory, **fields})  # before touching disk
+    text = "".join(f"{key} = {_toml_string(value)}\n" for key, value in fields.items())
     tomllib.loads(text)  # what we write must read back
-    (directory / SETTINGS_FILE).write_text(text)
-    settings = NodeSettings.load(directory)
-    key = create_key(settings.keys_dir)
     chosen = gazetteer or default_gazetteer(node_id)
-    settings.gazetteer_file.write_text(chosen.to_csv_text(), encoding="utf-8")
+
+    created = _missing_ancestor(directory.parent)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.init-", dir=directory.parent))
+    try:
+        key = _build(staging, text, chosen)
+        staging.chmod(0o750)
+        staging.rename(directory)  # onto a missing or empty directory: atomic on POSIX
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    return NodeSettings.load(directory), key
+
+
+def _build(staging: Path, settings_text: str, gazetteer: Gazetteer) -> NodeKey:
+    (staging / SETTINGS_FILE).write_text(settings_text)
+    settings = NodeSettings.load(staging)
+    key = create_key(settings.keys_dir)
+    settings.gazetteer_file.write_text(gazetteer.to_csv_text(), encoding="utf-8")
     engine = make_engine(settings.database)
     try:
         migrate.upgrade(engine)
     finally:
         engine.dispose()
-    return settings, key
+    return key
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The outermost directory of ``path`` that does not exist yet (what init would create)."""
+    missing = None
+    while not path.exists():
+        missing = path
+        if path.parent == path:
+            break
+        path = path.parent
+    return missing

@@ -155,5 +155,45 @@ def report(conn: Connection, charges_in_force: Sequence[Charge]) -> list[BudgetL
     return sorted(out, key=lambda line: (line.charge.scope != "global", _key(line.charge)))
 
 
+def accounts(conn: Connection) -> list[tuple[str, str, str, str, int, int]]:
+    """Every account as (scope, partner, schema, period, spent, cap): what the audit anchor
+    keeps (`nodes.audit.anchor`)."""
+    rows = conn.execute(select(budget_ledger).order_by(*(budget_ledger.c[n] for n in _ACCOUNT)))
+    return [
+        (r.scope, r.partner_id, r.schema_id, r.period, int(r.spent_micro), int(r.cap_micro))
+        for r in rows
+    ]
+
+
+def raise_to(
+    conn: Connection, anchored: Sequence[tuple[str, str, str, str, int, int]], now: dt.datetime
+) -> list[tuple[str, int, int]]:
+    """Raise every account to at least its anchored total in the caller's transaction, after
+    a restore: spent budget only grows, so the larger of the restored and the anchored totals
+    is the truth and nothing spent is given back. Returns (account, restored, raised) for
+    each account raised."""
+    raised: list[tuple[str, int, int]] = []
+    for scope, partner_id, schema_id, period, spent, cap in anchored:
+        charge = Charge.model_validate(
+            {
+                "scope": scope,
+                "partner_id": partner_id,
+                "schema_id": schema_id,
+                "period": period,
+                "cap_micro": cap,
+            }
+        )
+        _ensure(conn, charge, now)
+        before = _spent(conn, charge)
+        if before < spent:
+            conn.execute(
+                update(budget_ledger)
+                .where(_where(charge))
+                .values(spent_micro=spent, updated_at=now)
+            )
+            raised.append((charge.describe(), before, spent))
+    return raised
+
+
 def _key(charge: Charge) -> tuple[str, ...]:
     return tuple(getattr(charge, name) for name in _ACCOUNT)

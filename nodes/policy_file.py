@@ -1,14 +1,20 @@
-"""Reading the node's policy file (``DIR/policy.yaml``): the I/O around `policies`.
+"""The node's policy text, from its file (``DIR/policy.yaml``) or the database: the I/O around
+`policies`.
 
-No file means no agreements: the node shares nothing (deny by default), and says so in
-every decision. A file that does not validate stops the node from starting, naming the
-file, the place and the reason (`policies.document.PolicyError`, a ValueError); a
-half-valid policy is never applied. Loading also checks that OpenDP runs with exactly the
-``contrib`` feature, so a node never serves with weakened guarantees.
+No policy means no agreements: the node shares nothing (deny by default), and says so in
+every decision. A text that does not validate is refused, naming the file, the place and
+the reason (`policies.document.PolicyError`, a ValueError); a half-valid policy is never
+applied. Loading also checks that OpenDP runs with exactly the ``contrib`` feature, so a
+node never serves with weakened guarantees.
+
+The active policy lives in the database (`nodes.policy_loads`); the file is how the first
+policy arrives and a copy of the active one, rewritten atomically by every apply.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from nodes.settings import NodeSettings
@@ -18,27 +24,49 @@ from schemas.gazetteer import Gazetteer
 from schemas.registry import SchemaRegistry
 
 
-def load_node_policy(
-    settings: NodeSettings, *, gazetteer: Gazetteer, registry: SchemaRegistry
+def policy_from_text(
+    text: str | None,
+    *,
+    source: str,
+    settings: NodeSettings,
+    gazetteer: Gazetteer,
+    registry: SchemaRegistry,
 ) -> NodePolicy:
-    """The node's policy. Raises PolicyError (ValueError) if the file does not validate."""
+    """Compile a policy for this node; ``None`` is no policy (deny all). Raises PolicyError."""
     privacy.assert_only_contrib()
-    path = settings.policy_file
-    if not path.exists():
+    if text is None:
         return deny_all(
-            source=str(path),
+            source=source,
             node_id=settings.node_id,
             registry=registry,
             gazetteer=gazetteer,
             week_system=settings.week_system,
         )
     return load_policy(
-        path.read_text(encoding="utf-8"),
-        source=str(path),
+        text,
+        source=source,
         node_id=settings.node_id,
         registry=registry,
         gazetteer=gazetteer,
         week_system=settings.week_system,
+    )
+
+
+def read_policy_file(settings: NodeSettings) -> str | None:
+    path = settings.policy_file
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def load_node_policy(
+    settings: NodeSettings, *, gazetteer: Gazetteer, registry: SchemaRegistry
+) -> NodePolicy:
+    """The policy in the node's file. Raises PolicyError (ValueError) if it does not validate."""
+    return policy_from_text(
+        read_policy_file(settings),
+        source=str(settings.policy_file),
+        settings=settings,
+        gazetteer=gazetteer,
+        registry=registry,
     )
 
 
@@ -46,11 +74,26 @@ def validate_file(
     path: Path, *, settings: NodeSettings, gazetteer: Gazetteer, registry: SchemaRegistry
 ) -> NodePolicy:
     """Check a candidate policy file for this node without installing it."""
-    return load_policy(
+    return policy_from_text(
         path.read_text(encoding="utf-8"),
         source=str(path),
-        node_id=settings.node_id,
-        registry=registry,
+        settings=settings,
         gazetteer=gazetteer,
-        week_system=settings.week_system,
+        registry=registry,
     )
+
+
+def write_policy_file(settings: NodeSettings, text: str) -> None:
+    """Replace ``DIR/policy.yaml`` atomically: a reader sees the old text or the new, whole."""
+    path = settings.policy_file
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".policy-", suffix=".yaml")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(temporary).chmod(0o640)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

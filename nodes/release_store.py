@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -160,6 +160,20 @@ def get(conn: Connection, release_id: int) -> StoredRelease | None:
         select(releases).where(releases.c.id == release_id, releases.c.status == "released")
     ).first()
     return None if row is None else _stored(row._mapping)
+
+
+def counts(conn: Connection) -> list[tuple[str, str, str, int]]:
+    """Completed releases per (partner, schema, agreement): one grouped query, for metrics.
+
+    Only ``released`` rows count: a reserved row whose answer was lost released nothing.
+    """
+    rows = conn.execute(
+        select(releases.c.partner_id, releases.c.schema_id, releases.c.agreement_id, func.count())
+        .where(releases.c.status == "released")
+        .group_by(releases.c.partner_id, releases.c.schema_id, releases.c.agreement_id)
+        .order_by(releases.c.partner_id, releases.c.schema_id, releases.c.agreement_id)
+    ).all()
+    return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
 
 def _stored(row: RowMapping) -> StoredRelease:

@@ -69,6 +69,13 @@ tokens = Table(
     Column("secret_sha256", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),  # None: valid until revoked
+    Column("last_used_at", UTCDateTime, nullable=True),  # written at most once a minute
+    Column("rotated_at", UTCDateTime, nullable=True),
+    # the secret replaced by the last rotation, valid until previous_expires_at (its grace)
+    Column("previous_secret_sha256", String(64), nullable=True),
+    Column("previous_expires_at", UTCDateTime, nullable=True),
+    Index("uq_tokens_previous_secret_sha256", "previous_secret_sha256", unique=True),
 )
 
 reports = Table(

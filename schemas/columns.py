@@ -20,6 +20,9 @@ from schemas.periods import InvalidWeekError, WeekSystem, parse_week
 
 MAX_TEXT = 64
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: C0 and C1 controls, DEL and lone surrogates: PostgreSQL refuses NUL in text, SQLite would
+#: store it, and none belongs in a case number; refused alike on both backends.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 Column = Sequence[object]
 
@@ -197,7 +200,7 @@ def _date(c: ColumnInput) -> list[object]:
 def _text(c: ColumnInput) -> list[object]:
     if c.values and set(map(type, c.values)) == {str}:
         texts = cast(Sequence[str], c.values)
-        if all(texts) and max(map(len, texts)) <= MAX_TEXT:
+        if all(texts) and max(map(len, texts)) <= MAX_TEXT and not _CONTROL.search("".join(texts)):
             return list(texts)
 
     def convert(value: object) -> object:
@@ -205,6 +208,11 @@ def _text(c: ColumnInput) -> list[object]:
             raise ValueError(f"must be text, not {type(value).__name__}")
         if len(value) > MAX_TEXT:
             raise ValueError(f"longer than {MAX_TEXT} characters")
+        control = _CONTROL.search(value)
+        if control:
+            raise ValueError(
+                f"holds the control character U+{ord(control.group()):04X}; text is printable"
+            )
         return value
 
     return walk(c, convert)

@@ -47,6 +47,12 @@ __all__ = [
 ]
 
 
+#: An error names at most this many unknown fields, each cut to this many characters: a
+#: header of a million made-up names must not come back as a million names.
+MAX_UNKNOWN_SHOWN = 10
+MAX_NAME_SHOWN = 64
+
+
 class ReportValidationError(InvalidInputError):
     """A report with bad rows; nothing of it may be stored."""
 
@@ -156,8 +162,14 @@ def _check_header(schema: ReportSchema, names: Sequence[str]) -> None:
         raise ReportShapeError("a column name appears twice in the header")
     unknown = sorted(set(names) - known)
     if unknown:
+        shown = ", ".join(repr(name[:MAX_NAME_SHOWN]) for name in unknown[:MAX_UNKNOWN_SHOWN])
+        more = (
+            f" (and {len(unknown) - MAX_UNKNOWN_SHOWN} more)"
+            if len(unknown) > MAX_UNKNOWN_SHOWN
+            else ""
+        )
         raise ReportShapeError(
-            f"unknown field(s) {', '.join(unknown)} for {schema.id}; its fields are "
+            f"unknown field(s) {shown}{more} for {schema.id}; its fields are "
             f"{', '.join(f.name for f in schema.fields)}"
         )
     missing = [f.name for f in schema.fields if f.required and f.name not in names]

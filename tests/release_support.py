@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,11 @@ def policy_from_text(text: str, node: Node | None = None) -> NodePolicy:
 
 
 def install_policy(node: Node, text: str | None = None) -> NodePolicy:
-    """Write ``text`` (default: the sample policy) as the node's policy file and load it."""
+    """Apply ``text`` (default: the sample policy) as the node's policy, as an operator would."""
     if text is None:
-        shutil.copyfile(SAMPLE_POLICY, node.settings.policy_file)
-    else:
-        node.settings.policy_file.write_text(text, encoding="utf-8")
-    return node.reload_policy()
+        text = sample_policy_text()
+    source = str(node.settings.policy_file)
+    return node.apply_policy(text, source=source, actor="operator", now=NOW)
 
 
 def agency(node: Node) -> TokenRecord:

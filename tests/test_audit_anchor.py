@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, insert, update
 
+from nodes import ledger
 from nodes.audit import anchor, signer
 from nodes.audit.entry import encode_entry
 from nodes.audit.errors import LogIntegrityError
@@ -24,9 +25,11 @@ from nodes.audit.tables import (
     audit_lookup,
     audit_nodes,
 )
+from nodes.database import writing
 from nodes.directory import init_node
 from nodes.node import Node
 from nodes.settings import NodeSettings
+from policies.accounts import Charge
 from tests.audit_support import add_entries, stored_bytes, stored_entries
 from tests.conftest import now
 
@@ -236,3 +239,21 @@ def test_a_cut_log_with_replaced_entries_names_them_and_the_gone(
     assert "covers 12 entries but the database holds 6" in message
     assert "entries seq 4..5 are replaced" in message
     assert "entries seq 6..11 are gone" in message
+
+
+def test_the_anchor_keeps_the_ledger_totals_signed_with_its_checkpoint(node: Node) -> None:
+    """Issue 9: each checkpoint anchors the spent budget, signed; an edited total is refused."""
+    charge = Charge(
+        scope="global", partner_id="*", schema_id="weekly_epi@1", period="total", cap_micro=9
+    )
+    with writing(node.engine) as conn:
+        ledger.reserve(conn, [charge], 4, now())
+    signed = signer.sign(node.engine, node.key.private_key, now=now())
+    path = anchor.path_in(node.settings.keys_dir)
+    assert anchor.read(path) == signed
+    totals = anchor.read_ledger(path, node.key.public_key)
+    assert totals == [("global", "*", "weekly_epi@1", "total", 4, 9)]
+    held = path.read_text().replace('"total",4,9', '"total",0,9')
+    path.write_text(held)
+    with pytest.raises(LogIntegrityError, match="does not verify"):
+        anchor.read_ledger(path, node.key.public_key)

@@ -19,7 +19,7 @@ from nodes.audit.merkle import MerkleTree, leaf_hash
 from nodes.database import writing
 from nodes.directory import init_node
 from nodes.node import Node
-from tests.audit_support import add_entries, stored_entries
+from tests.audit_support import add_entries, bearer, stored_entries
 from tests.conftest import now
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
@@ -165,7 +165,8 @@ def test_a_flag_is_logged_kept_as_evidence_and_shown_in_readyz(
         "partner:XB",
         "flagged",
     )
-    details = client.get("/readyz").json()["details"]["audit"]
+    operator = bearer(node.engine, name="ops", role="operator")  # details are for operators
+    details = client.get("/readyz", headers=operator).json()["details"]["audit"]
     assert [p["peer_id"] for p in details["flagged_peers"]] == ["XB"]
 
 

@@ -9,7 +9,7 @@ from nodes.node import Node
 from nodes.settings import NodeSettings
 from policies.document import PolicyError
 from policies.node_policy import policy_hash
-from tests.release_support import install_policy, policy_from_text, sample_policy_text
+from tests.release_support import NOW, install_policy, policy_from_text, sample_policy_text
 
 
 def refused(text: str) -> PolicyError:
@@ -208,9 +208,8 @@ def test_a_node_with_an_invalid_policy_does_not_start(settings: NodeSettings) ->
 
 def test_reloading_an_invalid_policy_keeps_the_current_one(node: Node) -> None:
     good = install_policy(node)
-    node.settings.policy_file.write_text("version: 2\nnode: XA\n", encoding="utf-8")
     with pytest.raises(PolicyError):
-        node.reload_policy()
+        node.apply_policy("version: 2\nnode: XA\n", source="new.yaml", actor="operator", now=NOW)
     assert node.policy is good
 
 

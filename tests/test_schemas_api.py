@@ -63,8 +63,8 @@ def test_line_list_exposes_the_derived_week_as_a_dimension(client: TestClient) -
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"]["migrations"] == "ok"
+    ready = client.get("/readyz")  # without a token: ready or not, nothing more
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
 
 
 def test_openapi_documents_problem_responses(client: TestClient) -> None:

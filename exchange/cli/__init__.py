@@ -6,6 +6,7 @@ import typer
 
 from exchange.cli import (
     audit_commands,
+    backup_commands,
     demo_commands,
     node_commands,
     peer_commands,
@@ -27,6 +28,7 @@ for module in (
     token_commands,
     push_commands,
     audit_commands,
+    backup_commands,
     policy_commands,
     peer_commands,
     pull_commands,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, errors, fail, open_node, operator, utcnow
-from nodes.audit import exporting, signer, summary, verifier
+from nodes.audit import exporting, signer, summary, verifier, vocabulary
 from nodes.identity import public_key_text
 
 
@@ -103,8 +103,8 @@ def _moment(text: str | None, name: str) -> dt.datetime | None:
 
 
 Actor = Annotated[str | None, typer.Option(help="Exact actor, e.g. partner:XB or token:NAME")]
-Action = Annotated[str | None, typer.Option(help="Exact action, e.g. release or report.push")]
-Outcome = Annotated[str | None, typer.Option(help="allowed, denied, replayed or flagged")]
+Action = Annotated[vocabulary.Action | None, typer.Option(help="Exact action")]
+Outcome = Annotated[vocabulary.Outcome | None, typer.Option(help="The outcome")]
 Partner = Annotated[str | None, typer.Option(help="The partner node concerned, e.g. XB")]
 Schema = Annotated[str | None, typer.Option(help="The report schema, e.g. weekly_epi@1")]
 Since = Annotated[str | None, typer.Option(help="From this time on (inclusive), with a zone")]

@@ -16,6 +16,7 @@ from nodes.database import make_engine
 from nodes.directory import NodeExistsError, init_node
 from nodes.settings import InsecureSettingsError, NodeSettings
 from schemas.gazetteer import Gazetteer
+from schemas.periods import WeekSystem
 from schemas.registry import SchemaRegistry
 
 
@@ -31,11 +32,13 @@ def init(
         Path | None,
         typer.Option(help="CSV of code,name,level,parent; default: ISO 3166-2 or a sample"),
     ] = None,
-    week_system: Annotated[str, typer.Option(help="iso or mmwr")] = "iso",
+    week_system: Annotated[WeekSystem, typer.Option(help="How epi weeks are numbered")] = "iso",
 ) -> None:
     """Create a node directory: settings, identity key (mode 0600), gazetteer, database."""
-    chosen = Gazetteer.from_csv_text(gazetteer.read_text(encoding="utf-8")) if gazetteer else None
     try:
+        chosen = (
+            Gazetteer.from_csv_text(gazetteer.read_text(encoding="utf-8")) if gazetteer else None
+        )
         settings, key = init_node(
             directory,
             node_id=node_id,
@@ -45,7 +48,7 @@ def init(
             gazetteer=chosen,
             week_system=week_system,
         )
-    except (NodeExistsError, ValueError) as exc:
+    except (NodeExistsError, OSError, ValueError) as exc:
         fail(str(exc))
     console.print(f"Created node [bold]{settings.node_id}[/] in {settings.directory}")
     console.print(
@@ -61,6 +64,9 @@ def serve(
 ) -> None:
     """Apply migrations and serve the node's HTTP API."""
     import uvicorn
+
+    from exchange.http_protocol import MAX_HEAD_BYTES
+    from exchange.logs import log_config
 
     try:
         settings = NodeSettings.load(directory)
@@ -84,7 +90,15 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        log_config=log_config("info"),  # JSON lines on stderr, with request ids
         server_header=False,
+        # Bounds on what a request may send before the app sees it. Heads up to 64 KiB
+        # reach the app, which refuses an oversized Authorization as problem+json (431);
+        # past that, and for a malformed Content-Length, the parser answers 400 (as
+        # problem+json too: see exchange.http_protocol).
+        http="exchange.http_protocol:ProblemH11Protocol",
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=5,
     )
 
 

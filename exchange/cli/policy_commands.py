@@ -1,4 +1,4 @@
-"""``exchange policy check``, ``exchange policy validate`` and ``exchange budget``.
+"""``exchange policy check``, ``validate``, ``apply`` and ``exchange budget``.
 
 ``policy check`` answers, before any partner asks: what would this partner get, at what
 cost, and why. It decides with the node's policy and reads the ledger; it releases and
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from exchange.cli.common import NodeDir, console, fail, open_node, utcnow
+from exchange.cli.common import NodeDir, console, fail, open_node, operator, utcnow
 from exchange.cli.query_options import build_query
 from nodes import ledger, releases
 from nodes.database import reading
@@ -118,6 +118,36 @@ def validate(
     )
 
 
+def apply(
+    directory: NodeDir,
+    file: Annotated[Path, typer.Argument(help="The new policy YAML file")],
+) -> None:
+    """Make a policy file the node's policy, on every worker and replica, without a restart.
+
+    All or nothing: a file that does not validate changes nothing (file, place, reason).
+    The policy is recorded in the database with its hash and audited; DIR/policy.yaml is
+    rewritten with it. Running workers switch on their next request."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    with open_node(directory) as node:
+        before = node.policy.hash
+        try:
+            policy = node.apply_policy(
+                text, source=str(file.resolve()), actor=operator(), now=utcnow()
+            )
+        except ValueError as exc:  # PolicyError
+            fail(str(exc))
+    document = policy.document
+    change = "unchanged" if policy.hash == before else "applied"
+    console.print(
+        f"[green]{change}[/]: {len(document.agreements)} agreement(s), "
+        f"{len(document.red_lines)} red line(s), hash {policy.hash}",
+        highlight=False,
+    )
+
+
 def budget(
     directory: NodeDir,
     as_json: Annotated[bool, typer.Option("--json", help="Print the accounts as JSON")] = False,
@@ -160,5 +190,6 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Red lines, agreements and what they allow.", no_args_is_help=True)
     group.command("check")(check)
     group.command("validate")(validate)
+    group.command("apply")(apply)
     app.add_typer(group, name="policy")
     app.command("budget")(budget)

@@ -61,7 +61,7 @@ async def node_descriptor(node: NodeDep, response: Response) -> NodeDescriptor:
     "/v1/releases",
     responses={
         200: {"description": "The release, signed (RFC 9421 response signature)"},
-        **documented(401, 403, 413, 422, 429, 503),
+        **documented(400, 401, 403, 408, 413, 415, 422, 429, 503),
     },
     openapi_extra=_QUERY_BODY,
     summary="A partner node asks for a differentially private aggregate",

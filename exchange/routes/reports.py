@@ -15,6 +15,8 @@ from exchange.uploads import media_type, parse_report, read_body
 from nodes import reports
 from nodes.node import Node
 from nodes.tokens import TokenRecord
+from schemas.columns import MAX_TEXT
+from schemas.standard import STANDARD_SCHEMAS
 
 router = APIRouter(prefix="/v1/reports", tags=["agency"])
 
@@ -61,30 +63,59 @@ def _receipt(stored: reports.StoredReport, *, dry_run: bool = False) -> Receipt:
     )
 
 
-_PUSH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["rows"],
-                    "properties": {
-                        "rows": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {"type": "object"},
-                            "description": "Rows as described by GET /v1/schemas/{schema_id}",
-                        },
-                        "generated_at": {"type": "string", "format": "date-time"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "text/csv": {"schema": {"type": "string"}},
-        },
+def _push_body() -> dict[str, Any]:
+    """The push body as strictly as one document can say it for every standard schema.
+
+    A row's exact fields depend on the schema named in the path (``GET /v1/schemas/{id}``);
+    what holds for all of them is stated here, so a body this document refuses, validation
+    refuses too: field names from the standard schemas, values null, a non-negative integer
+    up to the largest measure maximum, or text of at most ``MAX_TEXT`` characters without
+    control characters.
+    """
+    names = sorted({f.name for s in STANDARD_SCHEMAS for f in s.fields})
+    widest = max(len(s.fields) for s in STANDARD_SCHEMAS)
+    largest = max(m.maximum or 0 for s in STANDARD_SCHEMAS for m in s.measures)
+    value = {
+        "anyOf": [
+            {"type": "null"},
+            {"type": "integer", "minimum": 0, "maximum": largest},
+            {"type": "string", "maxLength": MAX_TEXT, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"},
+        ]
     }
-}
+    row = {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": widest,
+        "propertyNames": {"enum": names},
+        "additionalProperties": value,
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["rows"],
+                        "properties": {
+                            "rows": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": row,
+                                "description": "Rows as described by GET /v1/schemas/{schema_id}",
+                            },
+                            "generated_at": {"type": "string", "format": "date-time"},
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+                "text/csv": {"schema": {"type": "string", "minLength": 1}},
+            },
+        }
+    }
+
+
+_PUSH_BODY = _push_body()
 
 
 @router.post(
@@ -93,7 +124,7 @@ _PUSH_BODY = {
     response_model=Receipt,
     responses={
         200: {"model": Receipt, "description": "Dry run: what would be stored"},
-        **documented(401, 403, 404, 413, 415, 422),
+        **documented(400, 401, 403, 404, 408, 413, 415, 422),
     },
     openapi_extra=_PUSH_BODY,
     summary="Push a report (JSON or CSV); all or nothing",
@@ -113,6 +144,7 @@ async def push_report(
         await run_in_threadpool(
             reports.refuse_push, node.engine, token=agency, schema_id=schema.id, now=now
         )
+    content_type = media_type(request)  # a charset we do not read is refused unread
     body = await read_body(request, node.settings.max_body_bytes)
     stored = await run_in_threadpool(
         _validate_and_store,
@@ -120,7 +152,7 @@ async def push_report(
         agency,
         schema_id,
         body,
-        media_type(request),
+        content_type,
         idempotency_key,
         dry_run,
     )

@@ -14,7 +14,14 @@ transaction commits, so the file is never older than a checkpoint the node publi
 The file holds one signed checkpoint line, which authenticates itself (the start-up check
 verifies it with the node's keys), inside a small versioned JSON object::
 
-    {"format":"crisis-exchange/audit-anchor","version":1,"checkpoint":"{\\"checkpoint\\":..."}
+    {"format":"crisis-exchange/audit-anchor","version":1,"checkpoint":"{\\"checkpoint\\":...",
+     "ledger":{"accounts":[[SCOPE,PARTNER,SCHEMA,PERIOD,SPENT,CAP],...],"signature":"..."}}
+
+``ledger`` is the privacy-budget ledger's spent totals as the checkpoint's transaction saw
+them, signed with the checkpoint's key over the RFC 8785 bytes of the checkpoint line and
+the accounts (`ledger_bytes`). Spent budget only grows, so a restore raises each account to
+at least its anchored total (`nodes.backup`): nothing spent before that checkpoint is ever
+given back. Anchors written before the ledger was kept have no ``ledger``.
 
 Which file belongs to which database is recorded here, per engine, by `attach` when the node
 opens (`nodes.audit.startup.open_log`), so every signing path of an opened node is anchored
@@ -23,12 +30,17 @@ without passing the path around.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine
 
 from nodes.audit.checkpoint import SignedCheckpoint, parse_signed_checkpoint
@@ -36,6 +48,10 @@ from nodes.audit.errors import InvalidCheckpointError, LogIntegrityError
 
 ANCHOR_FILE = "audit-anchor.json"
 FORMAT = "crisis-exchange/audit-anchor"
+LEDGER_FORMAT = "crisis-exchange/anchored-ledger"
+
+#: One account's anchored total: scope, partner id, schema id, period, spent and cap (micro).
+Account = tuple[str, str, str, str, int, int]
 
 _attached: weakref.WeakKeyDictionary[Engine, Path] = weakref.WeakKeyDictionary()
 
@@ -78,16 +94,71 @@ def read(path: Path) -> SignedCheckpoint | None:
         ) from None
 
 
-def write(path: Path, signed: SignedCheckpoint) -> None:
-    """Replace the anchor with ``signed`` atomically and durably (fsync file and directory).
+def ledger_bytes(signed: SignedCheckpoint, accounts: Sequence[Account]) -> bytes:
+    """The bytes the ledger's signature covers: bound to the checkpoint it was kept with."""
+    return rfc8785.dumps(
+        {
+            "format": LEDGER_FORMAT,
+            "checkpoint": signed.to_line().decode(),
+            "accounts": [list(a) for a in sorted(accounts)],
+        }
+    )
+
+
+def read_ledger(path: Path, public_key: Ed25519PublicKey) -> list[Account] | None:
+    """The anchored ledger totals, their signature checked with ``public_key`` (the key that
+    signed the anchored checkpoint); None if the anchor or its ledger is absent.
+
+    Raises LogIntegrityError if the ledger is malformed or its signature does not verify.
+    """
+    signed = read(path)
+    if signed is None:
+        return None
+    obj = json.loads(path.read_bytes())
+    ledger = obj.get("ledger")
+    if ledger is None:
+        return None
+    try:
+        accounts: list[Account] = [
+            (str(a[0]), str(a[1]), str(a[2]), str(a[3]), int(a[4]), int(a[5]))
+            for a in ledger["accounts"]
+        ]
+        signature = base64.b64decode(ledger["signature"], validate=True)
+        public_key.verify(signature, ledger_bytes(signed, accounts))
+    except (ValueError, TypeError, KeyError, IndexError, InvalidSignature):
+        raise LogIntegrityError(
+            f"the ledger totals in the audit anchor {path} are damaged or their signature "
+            "does not verify; refusing to restore"
+        ) from None
+    return accounts
+
+
+def write(
+    path: Path,
+    signed: SignedCheckpoint,
+    *,
+    ledger: Sequence[Account] | None = None,
+    private_key: Ed25519PrivateKey | None = None,
+) -> None:
+    """Replace the anchor with ``signed`` (and the ledger's totals, signed with
+    ``private_key``, the key that signed ``signed``) atomically and durably (fsync file and
+    directory).
 
     A reader sees the old anchor or the new, never half of one. Raises OSError if it cannot
     be written: the caller's checkpoint must then not be committed.
     """
-    body = json.dumps(
-        {"format": FORMAT, "version": 1, "checkpoint": signed.to_line().decode()},
-        separators=(",", ":"),
-    )
+    obj: dict[str, object] = {
+        "format": FORMAT,
+        "version": 1,
+        "checkpoint": signed.to_line().decode(),
+    }
+    if ledger is not None and private_key is not None:
+        signature = private_key.sign(ledger_bytes(signed, ledger))
+        obj["ledger"] = {
+            "accounts": [list(a) for a in sorted(ledger)],
+            "signature": base64.b64encode(signature).decode(),
+        }
+    body = json.dumps(obj, separators=(",", ":"))
     # A name of its own: a start-up catching the anchor up may race another process's signer.
     scratch = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -12,7 +12,9 @@ committed head, whose entries are all committed and immutable.
 
 The node never signs a tree that does not extend the newest checkpoint it ever signed: when
 the node was opened with an anchor (`nodes.audit.anchor`), `sign` checks the tree against
-it and writes the new checkpoint to it before committing.
+it and writes the new checkpoint to it before committing, with the ledger's spent totals
+as this transaction sees them (signed, `nodes.audit.anchor.ledger_bytes`): a restored
+backup can then never give back budget spent before the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -27,8 +29,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+from nodes import ledger
 from nodes.audit import anchor, lookup, tree
-from nodes.audit.checkpoint import SignedCheckpoint, parse_signed_checkpoint, sign_checkpoint
+from nodes.audit.checkpoint import (
+    SignedCheckpoint,
+    key_id_for,
+    parse_signed_checkpoint,
+    sign_checkpoint,
+)
 from nodes.audit.errors import LogIntegrityError, LogNotInitializedError
 from nodes.audit.log import read_head
 from nodes.audit.tables import audit_checkpoints
@@ -119,7 +127,7 @@ def _sign(
             )
         if latest is not None and not force and covered == head.size:
             _check_extends(conn, held, anchor_path)
-            _keep(anchor_path, held, latest)
+            _keep(conn, anchor_path, held, latest, private_key)
             return latest
         root_hash = tree.extend(conn, covered, head.size)
         lookup.index_entries(conn, covered, head.size)
@@ -140,7 +148,9 @@ def _sign(
                 line=signed.to_line(),
             )
         )
-        _keep(anchor_path, held, signed)  # before commit: the anchor is never behind
+        _keep(
+            conn, anchor_path, held, signed, private_key
+        )  # before commit: the anchor is never behind
         return signed
 
 
@@ -158,11 +168,25 @@ def _check_extends(
         )
 
 
-def _keep(anchor_path: Path | None, held: SignedCheckpoint | None, new: SignedCheckpoint) -> None:
+def _keep(
+    conn: Connection,
+    anchor_path: Path | None,
+    held: SignedCheckpoint | None,
+    new: SignedCheckpoint,
+    private_key: Ed25519PrivateKey,
+) -> None:
     if anchor_path is None:
         return
     if held is None or (new.checkpoint.tree_size >= held.checkpoint.tree_size and new != held):
-        anchor.write(anchor_path, new)
+        # The key that signs a new checkpoint signs its ledger; an older latest one was
+        # perhaps signed by a retired key, and is then anchored without the ledger.
+        same_key = new.checkpoint.key_id == _key_id(private_key)
+        totals = ledger.accounts(conn) if same_key else None
+        anchor.write(anchor_path, new, ledger=totals, private_key=private_key)
+
+
+def _key_id(private_key: Ed25519PrivateKey) -> str:
+    return key_id_for(private_key.public_key())
 
 
 def sign_if_due(

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, select
 
+from nodes import ledger
 from nodes.audit import anchor, signer, tree, verifier
 from nodes.audit.checkpoint import SignedCheckpoint, key_id_for, verify_checkpoint
 from nodes.audit.entry import GENESIS_PREV
@@ -81,7 +82,13 @@ def open_log(engine: Engine, *, node_id: str, keys_dir: Path) -> LogStatus:
         elif status.checkpoint is not None and (
             status.checkpoint.checkpoint.tree_size > held.checkpoint.tree_size
         ):
-            anchor.write(path, status.checkpoint)  # signed without the anchor, and verified
+            # Signed without the anchor, and verified: anchor it with the ledger as it stands.
+            key = load_current(keys_dir)
+            totals = None
+            if status.checkpoint.checkpoint.key_id == key_id_for(key.public_key):
+                with reading(engine) as conn:
+                    totals = ledger.accounts(conn)
+            anchor.write(path, status.checkpoint, ledger=totals, private_key=key.private_key)
     return status
 
 
@@ -150,7 +157,7 @@ def check_log(
     raises LogIntegrityError, whose message says what is wrong and that the node refuses
     to serve.
     """
-    with reading(engine) as conn:
+    with _snapshot(engine) as conn:
         # Checkpoint before head before entries: later appends only add, never contradict.
         try:
             signed = signer.latest_checkpoint(conn)
@@ -211,9 +218,9 @@ def check_log(
         if anchored is not None and held is not None and count < held:
             raise _refuse(
                 f"the database was rolled back or its log cut short: {where} covers {held} "
-                f"entries but the database holds {count}; {_lost(conn, count, held)}. Restore "
-                "the newest backup; to serve this database anyway, move the anchor file aside "
-                "(the loss then shows in the log and to peers)"
+                f"entries but the database holds {count}; {_lost(conn, count, held)}. Put the "
+                "lost entries back with 'exchange restore BACKUP DIR --export NEWEST_EXPORT' "
+                "(an audit export covering that checkpoint; see docs/operations.md)"
             )
         if count != head.size:
             raise _refuse(f"the head row counts {head.size} entries but {count} are stored")
@@ -314,6 +321,21 @@ class _NodeDigests:
                 )
             if have[1].digest() != want[1].digest():
                 raise _refuse(f"a stored Merkle subtree of height {h} was altered")
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One snapshot for the whole check: on PostgreSQL READ COMMITTED would let the entry
+    scan see rows that other workers appended after the head was read."""
+    if engine.dialect.name != "postgresql":
+        with reading(engine) as conn:
+            yield conn
+        return
+    with (
+        engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+        conn.begin(),
+    ):
+        yield conn
 
 
 def _check_lookup(conn: Connection, covered: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from nodes.audit import queries
 from nodes.audit.canonical import parse_time
 from nodes.audit.tables import audit_entries
 from nodes.audit.vocabulary import normalize
@@ -84,3 +85,21 @@ def summarize(engine: Engine, query: Query) -> Summary:
     for entry in entries(engine, query):
         summary.add(entry)
     return summary
+
+
+def release_refusals(engine: Engine) -> Counter[tuple[str, str]]:
+    """Refused releases (``release`` entries, outcome ``denied``) per (partner, schema).
+
+    Pages through the ``release`` entries by the lookup index (`queries.entries`), so the
+    cost grows with the releases asked for, not with the whole log.
+    """
+    counts: Counter[tuple[str, str]] = Counter()
+    start: int | None = 0
+    while start is not None:
+        page = queries.entries(engine, start=start, limit=queries.MAX_PAGE, action="release")
+        for raw in page.entries:
+            entry = normalize(raw)
+            if entry["outcome"] == "denied":
+                counts[(entry.get("partner") or "", entry.get("schema") or "")] += 1
+        start = page.next_start
+    return counts

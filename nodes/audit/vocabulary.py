@@ -23,11 +23,14 @@ Action = Literal[
     "auth.failed",
     "auth.forbidden",
     "key.rotate",
+    "node.backup",
+    "node.restore",
     "peer.add",
     "peer.flagged",
     "peer.key.add",
     "peer.key.revoke",
     "peer.remove",
+    "policy.apply",
     "policy.load",
     "release",
     "release.receive",
@@ -35,6 +38,7 @@ Action = Literal[
     "report.push",
     "token.issue",
     "token.revoke",
+    "token.rotate",
 ]
 #: allowed: the act happened; denied: refused (policy, budget, scope, role, credential,
 #: signature); replayed: answered from an earlier result, nothing new done or charged;

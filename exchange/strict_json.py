@@ -1,0 +1,109 @@
+"""Decoding a request's JSON strictly: what the standard library lets through, refused.
+
+``json.loads`` accepts duplicate keys (the last wins, silently), integer literals of any
+length (thousands of digits cost quadratic time, and past 4,300 raise a bare ``ValueError``),
+``NaN`` and ``Infinity`` (not JSON), lone UTF-16 surrogates from ``\\ud800`` escapes (which
+later fail to encode, anywhere the text is stored or echoed) and nesting deep enough to
+exhaust the recursion limit (the C scanner stops at the interpreter's recursion limit, about
+a thousand levels, before using memory out of proportion). Each becomes a ``StrictJsonError`` that says what is wrong.
+
+The common body pays for little: the duplicate check is one C-level ``dict`` per object,
+the integer bound runs only when the body holds a long run of digits, and the surrogate
+walk only when the body holds a ``\\u`` escape at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+#: An int64 has 19 digits; a longer literal is no count this node could store.
+MAX_INT_DIGITS = 19
+
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class StrictJsonError(ValueError):
+    """The body is not JSON this node reads; the message says why and is safe to show."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise StrictJsonError(f"the key {_shown(key)} appears twice in one object")
+    return document
+
+
+def _integer(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise StrictJsonError(
+            f"an integer of {len(literal)} digits; at most {MAX_INT_DIGITS} are read"
+        )
+    return int(literal)
+
+
+def _constant(name: str) -> float:
+    raise StrictJsonError(f"{name} is not a JSON value")
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A key or value safe to echo: surrogates escaped, cut to ``limit`` characters."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return repr(safe[:limit] + ("..." if len(safe) > limit else ""))
+
+
+def loads(body: bytes) -> Any:
+    """Decode UTF-8 JSON bytes, or raise ``StrictJsonError``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StrictJsonError(f"the body is not UTF-8 (byte {exc.start} is invalid)") from None
+    long_digits = _LONG_DIGITS.search(body) is not None
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_constant=_constant,
+            parse_int=_integer if long_digits else None,
+        )
+    except RecursionError:
+        raise StrictJsonError(
+            "the JSON nests too deeply; a push is an object holding an array of flat objects"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise StrictJsonError(
+            f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except StrictJsonError:
+        raise
+    except ValueError as exc:  # an over-long number the bound did not catch (a float)
+        raise StrictJsonError(f"the body holds a number this node cannot read: {exc}") from None
+    if "\\u" in text:
+        _check_surrogates(document)
+    return document
+
+
+def _check_surrogates(document: Any) -> None:
+    """Walk every string (keys too): only run when the body holds a ``\\u`` escape."""
+    stack: list[Any] = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key in value:
+                if _SURROGATE.search(key):
+                    raise _surrogate(key)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            raise _surrogate(value)
+
+
+def _surrogate(text: str) -> StrictJsonError:
+    return StrictJsonError(
+        f"the text {_shown(text)} holds a lone UTF-16 surrogate escape; it is not a character"
+    )
