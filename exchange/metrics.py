@@ -148,11 +148,12 @@ def _releases(node: Node) -> Iterator[Metric]:
     yield released
     refused = CounterMetricFamily(
         "exchange_refusals",
-        "Release requests refused (policy or budget), by partner and schema",
-        labels=("partner", "schema"),
+        "Release requests refused, by partner, schema and the rule that refused them "
+        "(agreement ID, red line ID, deny by default, budget; empty for old entries)",
+        labels=("partner", "schema", "rule"),
     )
-    for (partner, schema), n in sorted(audit_summary.release_refusals(node.engine).items()):
-        refused.add_metric([partner, schema], n)
+    for labels, n in sorted(audit_summary.release_refusals(node.engine).items()):
+        refused.add_metric(list(labels), n)
     yield refused
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from exchange import i18n
 from nodes.releases import ReleaseInProgressError
 from nodes.reports import IdempotencyConflictError
 from schemas import errors
@@ -50,10 +51,14 @@ MAX_PARAMS = 20
 
 
 class RowProblem(BaseModel):
-    row: int = Field(description="Data row number, counted from 1 (a CSV header is not a row)")
-    field: str
-    value: str
-    reason: str
+    row: int = Field(
+        description="The file's own row: a CSV's line (the header is line 1), or a JSON "
+        "report's 1-based index in its rows array"
+    )
+    field: str = Field(description="A field name, a+b for a combination, * for the whole row")
+    value: str = Field(description="The value as sent, cut to 80 characters")
+    code: str = Field(description="Stable code of the error, e.g. not_in_codelist")
+    detail: str = Field(description="The error in the language asked for (Accept-Language)")
 
 
 class Problem(BaseModel):
@@ -108,15 +113,34 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-async def _exchange_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _exchange_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.ExchangeError)
     status, title = status_of(exc)
     headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if status == 401 else None
     extra: dict[str, Any] = dict(getattr(exc, "problem_extra", {}) or {})
     if isinstance(exc, ReportValidationError):
-        extra["errors"] = [e.__dict__ for e in exc.errors]
-        extra["total_errors"] = exc.total
+        return _invalid_rows(request, exc, status, title, extra)
     return problem_response(status, title, str(exc), headers=headers, **extra)
+
+
+def _invalid_rows(
+    request: Request, exc: ReportValidationError, status: int, title: str, extra: dict[str, Any]
+) -> JSONResponse:
+    """A refused report: each error with its code, and sentences in the reader's language."""
+    language = i18n.negotiate(request.headers.get("accept-language"))
+    extra["errors"] = [
+        {
+            "row": e.row,
+            "field": e.field,
+            "value": e.value,
+            "code": e.code,
+            "detail": i18n.row_detail(e, language, exc.schema),
+        }
+        for e in exc.errors
+    ]
+    extra["total_errors"] = exc.total
+    detail = i18n.summary(exc.errors, exc.total, language, exc.schema)
+    return problem_response(status, title, detail, headers={"Content-Language": language}, **extra)
 
 
 async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:

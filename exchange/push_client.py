@@ -170,6 +170,7 @@ def _describe_refusal(response: httpx2.Response) -> str:
     lines = [f"{response.status_code} {problem.get('title', '')}: {problem.get('detail', '')}"]
     for error in problem.get("errors") or []:
         lines.append(
-            f"  row {error['row']}, {error['field']}={error['value']!r}: {error['reason']}"
+            f"  row {error['row']}, {error['field']}={error['value']!r}: {error['detail']}"
+            f" [{error['code']}]"
         )
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from exchange import problems, witnessing
+from exchange import problems, strict_json, witnessing
 from exchange.partner_auth import ACCEPT_SIGNATURE, Partner, PartnerAuthError, authenticate
 from exchange.pulling import DOCUMENT_TYPE
 from exchange.signatures import (
@@ -148,7 +148,11 @@ def _outcome(
     node: Node, partner: Partner, message: RequestMessage, now: datetime
 ) -> tuple[int, str, bytes]:
     try:
-        query = ReleaseQuery.model_validate_json(message.body)
+        # Strictly decoded (duplicate keys, huge integers, deep nesting refused), then
+        # validated: only ever after the signature verified.
+        query = ReleaseQuery.model_validate(strict_json.loads(message.body))
+    except strict_json.StrictJsonError as exc:
+        return 422, problems.PROBLEM_JSON, _problem(422, "Invalid request", f"body: {exc}")
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"

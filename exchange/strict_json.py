@@ -72,7 +72,7 @@ def loads(body: bytes) -> Any:
         )
     except RecursionError:
         raise StrictJsonError(
-            "the JSON nests too deeply; a push is an object holding an array of flat objects"
+            "the JSON nests too deeply; no request body of this API nests more than a few levels"
         ) from None
     except json.JSONDecodeError as exc:
         raise StrictJsonError(

@@ -135,15 +135,22 @@ def _parse_csv(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Bat
         )
     if '"' not in text and "\r" not in text:
         return _parse_plain_csv(text, schema, ctx)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    lines: list[int] = []  # the file line each row starts on: what errors call its row
+    start = 1
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        for row in reader:
+            if row:  # blank lines carry nothing
+                rows.append(row)
+                lines.append(start)
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidInputError(f"the CSV cannot be read: {exc}") from None
-    rows = [r for r in rows if r]  # blank lines carry nothing
     if not rows:
         raise InvalidInputError("the CSV is empty; the first row names the fields")
     header = [h.strip() for h in rows[0]]
-    return from_csv_rows(schema, header, rows[1:], ctx)
+    return from_csv_rows(schema, header, rows[1:], ctx, lines=lines[1:])
 
 
 def _parse_plain_csv(text: str, schema: ReportSchema, ctx: ValidationContext) -> Batch:
@@ -152,19 +159,26 @@ def _parse_plain_csv(text: str, schema: ReportSchema, ctx: ValidationContext) ->
     Without quotes a comma always separates fields, so when every line has the header's
     number of commas, every n-th value of the flattened file belongs to the same column.
     """
-    lines = [line for line in text.split("\n") if line]
-    if not lines:
+    split = text.split("\n")
+    numbers: list[int] | None = None  # each data line's number in the file, when not 2, 3, ...
+    if "\n\n" in text or text.startswith("\n"):  # blank lines carry nothing, but count
+        numbers = [n for n, line in enumerate(split, 1) if line]
+        split = [line for line in split if line]
+    elif split and not split[-1]:
+        split.pop()
+    if not split:
         raise InvalidInputError("the CSV is empty; the first row names the fields")
-    header = [h.strip() for h in lines[0].split(",")]
-    data = lines[1:]
+    header = [h.strip() for h in split[0].split(",")]
+    data = split[1:]
+    lines = numbers[1:] if numbers is not None else None
     width = len(header)
     if data and set(map(str.count, data, repeat(","))) != {width - 1}:
         return from_csv_rows(
-            schema, header, [line.split(",") for line in data], ctx
+            schema, header, [line.split(",") for line in data], ctx, lines=lines
         )  # lists bad rows
     flat = ",".join(data).split(",") if data else []
     columns = [flat[i::width] for i in range(width)]
-    return from_text_columns(schema, header, columns, len(data), ctx)
+    return from_text_columns(schema, header, columns, len(data), ctx, lines=lines)
 
 
 def _parse_json(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Batch:

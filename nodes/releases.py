@@ -288,10 +288,12 @@ def _repeat(
 
 
 def _refuse(node: Node, decision: Decision, error: ExchangeError, now: dt.datetime) -> NoReturn:
-    """Audit a refusal in its own small transaction, then raise it."""
+    """Audit a refusal, with the rule that refused it, in its own small transaction, then
+    raise it: an allowed decision the budget cannot pay is refused by ``budget``."""
     resource = f"schema:{decision.schema_id}"
+    rule = "budget" if isinstance(error, InsufficientBudgetError) else decision.rule
     with writing(node.engine) as conn:
-        _audit(conn, decision, "denied", resource, str(error), now)
+        _audit(conn, decision, "denied", resource, str(error), now, rule=rule)
     raise error
 
 
@@ -303,9 +305,11 @@ def _audit(
     reason: str,
     now: dt.datetime,
     charged: int = 0,
+    *,
+    rule: str | None = None,
 ) -> None:
     """The one place releases write to the audit log, inside the caller's transaction;
-    ``charged`` is the budget this act spent, in micro-epsilon."""
+    ``charged`` is the budget this act spent, in micro-epsilon; ``rule`` what refused it."""
     digest = hashlib.sha256(rfc8785.dumps(decision.requested.model_dump(mode="json"))).hexdigest()
     if len(reason) > _REASON_LIMIT:
         reason = reason[: _REASON_LIMIT - 1] + "…"
@@ -320,6 +324,7 @@ def _audit(
         partner=decision.partner_id,
         schema=decision.schema_id,
         epsilon_micro=charged,
+        rule=rule,
         policy_hash=decision.policy_hash,
         request_digest=f"sha256:{digest}",
         now=now,

@@ -13,13 +13,20 @@ cache: two requests with the same effective query over the same data get the sam
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 _GROUP = re.compile(r"^([a-z][a-z0-9_]*)(?::([a-z0-9_]+))?$")
-_WEEK = r"^\d{4}-?W\d{1,2}$"
+_WEEK = r"^[0-9]{4}-?W[0-9]{1,2}$"
 _AREA_LEVEL = re.compile(r"^(?:adm)?([0-5])$")
 
 MAX_MEASURES = 32
@@ -43,37 +50,52 @@ def area_level(granularity: str) -> int:
     return int(match[1])
 
 
+_Name = Annotated[str, StringConstraints(max_length=64, pattern=_NAME)]
+_Group = Annotated[str, StringConstraints(max_length=130, pattern=_GROUP.pattern)]
+_Value = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+_Week = Annotated[str, StringConstraints(max_length=8, pattern=_WEEK)]
+
+
 class ReleaseQuery(BaseModel):
-    """A partner's request for an aggregate of one schema. Parsable from JSON."""
+    """A partner's request for an aggregate of one schema. Parsable from JSON.
+
+    Its constraints sit on the types, so its JSON Schema (in the OpenAPI document) refuses
+    what validation refuses, but for one dimension grouped at two granularities.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_id: str = Field(max_length=64, examples=["weekly_epi@1"])
-    measures: tuple[str, ...] = Field(
+    schema_id: str = Field(min_length=1, max_length=64, examples=["weekly_epi@1"])
+    measures: tuple[_Name, ...] = Field(
         default=(),
         max_length=MAX_MEASURES,
         description="Measures to release; empty means every measure the agreement allows",
+        json_schema_extra={"uniqueItems": True},
     )
-    group_by: tuple[str, ...] = Field(
+    group_by: tuple[_Group, ...] = Field(
         default=(),
         max_length=MAX_GROUP_BY,
-        description="Dimensions, optionally with a granularity: area:adm1, week:month",
+        description="Dimensions, optionally with a granularity: area:adm1, week:month; "
+        "each dimension at most once",
         examples=[["area:adm1", "week"]],
+        json_schema_extra={"uniqueItems": True},
     )
-    filters: dict[str, tuple[str, ...]] = Field(
+    filters: dict[
+        _Name,
+        Annotated[tuple[_Value, ...], Field(min_length=1, max_length=MAX_FILTER_VALUES)],
+    ] = Field(
         default_factory=dict,
+        max_length=MAX_GROUP_BY,
         description="Dimension -> the values to keep (areas, codes or the agreement's groups)",
+        json_schema_extra={"additionalProperties": False},
     )
-    since: str | None = Field(default=None, pattern=_WEEK, description="First epi week")
-    until: str | None = Field(default=None, pattern=_WEEK, description="Last epi week")
-    purpose: str | None = Field(default=None, max_length=64, pattern=_NAME)
+    since: _Week | None = Field(default=None, description="First epi week")
+    until: _Week | None = Field(default=None, description="Last epi week")
+    purpose: _Name | None = None
 
     @field_validator("measures")
     @classmethod
     def _measures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for name in value:
-            if not re.match(_NAME, name) or len(name) > 64:
-                raise ValueError(f"'{name}' is not a measure name")
         if len(set(value)) != len(value):
             raise ValueError("a measure is listed twice")
         return value
@@ -84,20 +106,6 @@ class ReleaseQuery(BaseModel):
         names = [split_group(item)[0] for item in value]
         if len(set(names)) != len(names):
             raise ValueError("a dimension is grouped by twice")
-        return value
-
-    @field_validator("filters")
-    @classmethod
-    def _filters(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        if len(value) > MAX_GROUP_BY:
-            raise ValueError(f"at most {MAX_GROUP_BY} filters")
-        for name, values in value.items():
-            if not re.match(_NAME, name) or len(name) > 64:
-                raise ValueError(f"'{name}' is not a dimension name")
-            if not values or len(values) > MAX_FILTER_VALUES:
-                raise ValueError(f"filter {name} needs 1 to {MAX_FILTER_VALUES} values")
-            if any(not v or len(v) > 64 for v in values):
-                raise ValueError(f"filter {name} has an empty or over-long value")
         return value
 
     @property

@@ -8,33 +8,33 @@ value by value, so every bad value is reported with its row and reason.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from schemas.codelists import CODE_LISTS
+from schemas.errors import Param, RowError
 from schemas.gazetteer import Gazetteer
 from schemas.model import FieldType
-from schemas.periods import InvalidWeekError, WeekSystem, parse_week
+from schemas.periods import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    InvalidWeekError,
+    WeekSystem,
+    parse_week,
+    weeks_in_year,
+)
 
 MAX_TEXT = 64
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$")  # as ``schemas.periods`` reads it: why one failed
 #: C0 and C1 controls, DEL and lone surrogates: PostgreSQL refuses NUL in text, SQLite would
 #: store it, and none belongs in a case number; refused alike on both backends.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 Column = Sequence[object]
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One bad value: ``row`` counts data rows from 1 (a CSV's header is not a row)."""
-
-    row: int
-    field: str
-    value: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,60 @@ class ValidationContext:
     max_errors: int = 100
 
 
-@dataclass
 class ErrorLog:
-    """Bad values found so far: the first ``limit`` kept, all counted."""
+    """Bad values found so far: all counted, the first ``limit`` by (row, field) kept.
 
-    limit: int
-    items: list[RowError] = field(default_factory=list)
-    total: int = 0
+    A bounded heap keeps the smallest keys, so the cap applies after sorting without holding
+    every error of a report that is wrong on every row. Each check reports a (row, field) at
+    most once; a repeat of an error the log holds is dropped, not counted again. ``lines``
+    maps a data row's index (from 1) to the row number the agency sees: its CSV line.
+    """
 
-    def add(self, row: int, name: str, value: object, reason: str) -> None:
+    def __init__(self, limit: int, lines: Sequence[int] | None = None) -> None:
+        self.limit = limit
+        self.lines = lines
+        self.total = 0
+        self._heap: list[_Latest] = []  # the kept errors, the latest (row, field) on top
+        self._kept: set[tuple[int, str, str]] = set()
+
+    def row(self, index: int) -> int:
+        """The row number shown for data row ``index`` (counted from 1)."""
+        return index if self.lines is None else self.lines[index - 1]
+
+    def add(self, index: int, name: str, value: object, code: str, **params: Param) -> None:
+        row = self.row(index)
+        key = (row, name, code)
+        if key in self._kept:
+            return
         self.total += 1
-        if len(self.items) < self.limit:
-            self.items.append(RowError(row=row, field=name, value=str(value)[:80], reason=reason))
+        full = len(self._heap) >= self.limit
+        if full and not (self._heap and key < self._heap[0].key):
+            return  # later than every kept error: counted only, no object built
+        entry = _Latest(RowError(row, name, str(value)[:80], code, params))
+        if full:
+            dropped = heapq.heapreplace(self._heap, entry).key
+            self._kept.discard(dropped)
+        else:
+            heapq.heappush(self._heap, entry)
+        self._kept.add(key)
+
+    @property
+    def items(self) -> list[RowError]:
+        """The kept errors sorted by (row, field)."""
+        return sorted((e.error for e in self._heap), key=lambda e: (e.row, e.field, e.code))
+
+
+class _Latest:
+    """A heap entry ordered backwards, so ``heapq``'s smallest is the latest error."""
+
+    __slots__ = ("error", "key")
+
+    def __init__(self, error: RowError) -> None:
+        self.error = error
+        self.key = (error.row, error.field, error.code)
+
+    def __lt__(self, other: _Latest) -> bool:
+        return other.key < self.key
 
 
 @dataclass(frozen=True)
@@ -72,19 +114,48 @@ class ColumnInput:
     maximum: int = 0  # counts: the measure's declared maximum (``Measure.maximum``)
 
 
+class BadValue(ValueError):
+    """Why one value is wrong: a code of ``ROW_MESSAGES`` and its sentence's parameters."""
+
+    def __init__(self, code: str, **params: Param) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+_JSON_TYPES = {str: "string", bool: "boolean", int: "number", float: "number", list: "array"}
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type: what the agency wrote, not Python's word."""
+    if value is None:
+        return "null"
+    return _JSON_TYPES.get(type(value), "object")
+
+
+def _week_error(text: str, system: WeekSystem) -> BadValue:
+    match = _WEEK.match(text)
+    if match is None:
+        return BadValue("not_a_week")
+    year, week = int(match[1]), int(match[2])
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        return BadValue("week_year_out_of_range", year=str(year))
+    return BadValue("no_such_week", year=str(year), weeks=weeks_in_year(year, system), week=week)
+
+
 def walk(c: ColumnInput, convert: Callable[[object], object]) -> list[object]:
     """The slow path: convert value by value, recording each failure with its row."""
     out: list[object] = []
     for i, value in enumerate(c.values, 1):
         if value is None or value == "":
             if c.required:
-                c.errors.add(i, c.name, "", "a value is required")
+                c.errors.add(i, c.name, "", "value_required")
             out.append(None)
             continue
         try:
             out.append(convert(value))
-        except ValueError as exc:
-            c.errors.add(i, c.name, value, str(exc))
+        except BadValue as bad:
+            c.errors.add(i, c.name, value, bad.code, **bad.params)
             out.append(None)
     return out
 
@@ -111,47 +182,44 @@ def _one_count(value: object, from_text: bool, maximum: int) -> int:
     if from_text:
         text = str(value)
         if not (text.isascii() and text.lstrip("-").isdigit()):
-            raise ValueError("not a whole number")
+            raise BadValue("not_an_integer")
         number = int(text)
     elif type(value) is not int:
-        raise ValueError(f"a count must be a JSON integer, not {type(value).__name__}")
+        raise BadValue("not_a_json_integer", json_type=json_type(value))
     else:
         number = value
     if number < 0:
-        raise ValueError("a count cannot be negative")
+        raise BadValue("negative_count")
     if number > maximum:
-        raise ValueError(
-            f"more than {maximum:,}, the most one cell may state for this measure (the "
-            "schema's maximum; it keeps every total exact)"
-        )
+        raise BadValue("above_maximum", maximum=maximum)
     return number
 
 
-def _coded(allowed: frozenset[str], what: str) -> Callable[[object], object]:
+def _coded(allowed: frozenset[str], code: str) -> Callable[[object], object]:
     def convert(value: object) -> object:
         if not isinstance(value, str):
-            raise ValueError(f"must be text, not {type(value).__name__}")
+            raise BadValue("not_text", json_type=json_type(value))
         if value not in allowed:
             shown = ", ".join(sorted(allowed)[:12]) + (", ..." if len(allowed) > 12 else "")
-            raise ValueError(f"not a {what}; allowed: {shown}")
+            raise BadValue(code, allowed=shown)
         return value
 
     return convert
 
 
-def _set_checked(c: ColumnInput, allowed: frozenset[str], what: str) -> list[object]:
+def _set_checked(c: ColumnInput, allowed: frozenset[str], code: str) -> list[object]:
     if c.values and set(map(type, c.values)) == {str} and set(c.values) <= allowed:
         return list(c.values)
-    return walk(c, _coded(allowed, what))
+    return walk(c, _coded(allowed, code))
 
 
 def _area(c: ColumnInput) -> list[object]:
-    return _set_checked(c, c.ctx.gazetteer.codes, "area code of this node's gazetteer")
+    return _set_checked(c, c.ctx.gazetteer.codes, "unknown_area")
 
 
 def _code(c: ColumnInput) -> list[object]:
     codelist = CODE_LISTS[c.codelist or ""]
-    return _set_checked(c, codelist.values(), f"code of the {codelist.name} list")
+    return _set_checked(c, codelist.values(), "not_in_codelist")
 
 
 def _by_distinct(c: ColumnInput, convert: Callable[[object], object]) -> list[object]:
@@ -166,7 +234,7 @@ def _by_distinct(c: ColumnInput, convert: Callable[[object], object]) -> list[ob
             return walk(c, convert)
         try:
             parsed[value] = convert(value)
-        except ValueError:
+        except BadValue:
             return walk(c, convert)
     if all(k == v for k, v in parsed.items()):
         return list(c.values)
@@ -176,11 +244,11 @@ def _by_distinct(c: ColumnInput, convert: Callable[[object], object]) -> list[ob
 def _week(c: ColumnInput) -> list[object]:
     def convert(value: object) -> object:
         if not isinstance(value, str):
-            raise ValueError(f"a week must be text, not {type(value).__name__}")
+            raise BadValue("not_text", json_type=json_type(value))
         try:
             return parse_week(value, c.ctx.week_system)
-        except InvalidWeekError as exc:
-            raise ValueError(str(exc)) from None
+        except InvalidWeekError:
+            raise _week_error(value, c.ctx.week_system) from None
 
     return _by_distinct(c, convert)
 
@@ -188,11 +256,11 @@ def _week(c: ColumnInput) -> list[object]:
 def _date(c: ColumnInput) -> list[object]:
     def convert(value: object) -> object:
         if not isinstance(value, str) or not _DATE.match(value):
-            raise ValueError("a date is written YYYY-MM-DD")
+            raise BadValue("not_a_date")
         try:
             return dt.date.fromisoformat(value).isoformat()
         except ValueError:
-            raise ValueError("no such calendar date") from None
+            raise BadValue("no_such_date") from None
 
     return _by_distinct(c, convert)
 
@@ -205,14 +273,12 @@ def _text(c: ColumnInput) -> list[object]:
 
     def convert(value: object) -> object:
         if not isinstance(value, str):
-            raise ValueError(f"must be text, not {type(value).__name__}")
+            raise BadValue("not_text", json_type=json_type(value))
         if len(value) > MAX_TEXT:
-            raise ValueError(f"longer than {MAX_TEXT} characters")
+            raise BadValue("text_too_long", limit=MAX_TEXT)
         control = _CONTROL.search(value)
         if control:
-            raise ValueError(
-                f"holds the control character U+{ord(control.group()):04X}; text is printable"
-            )
+            raise BadValue("control_character", character=f"U+{ord(control.group()):04X}")
         return value
 
     return walk(c, convert)

@@ -27,10 +27,9 @@ from schemas.columns import (
     Column,
     ColumnInput,
     ErrorLog,
-    RowError,
     ValidationContext,
 )
-from schemas.errors import InvalidInputError
+from schemas.errors import InvalidInputError, RowError
 from schemas.gazetteer import Gazetteer
 from schemas.model import FieldType, ReportSchema
 from schemas.periods import week_of
@@ -56,9 +55,12 @@ MAX_NAME_SHOWN = 64
 class ReportValidationError(InvalidInputError):
     """A report with bad rows; nothing of it may be stored."""
 
-    def __init__(self, errors: Sequence[RowError], total: int) -> None:
+    def __init__(
+        self, errors: Sequence[RowError], total: int, schema: ReportSchema | None = None
+    ) -> None:
         self.errors = tuple(errors)
         self.total = total
+        self.schema = schema  # whose labels name the fields in translated sentences
         shown = "; ".join(
             f"row {e.row}, {e.field}={e.value!r}: {e.reason}" for e in self.errors[:3]
         )
@@ -108,18 +110,35 @@ def from_csv_rows(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     ctx: ValidationContext,
+    *,
+    lines: Sequence[int] | None = None,
 ) -> Batch:
-    """Validate rows read by ``csv.reader`` (all values are text)."""
+    """Validate rows read by ``csv.reader`` (all values are text).
+
+    ``lines[i]`` is the file line ``rows[i]`` starts on, the row number errors show; by
+    default the header is line 1 and data rows follow it without gaps. A row with more or
+    fewer values than the header is an error of its own (``ragged_row``); the others are
+    still checked, so one bad row does not hide the rest.
+    """
     _check_header(schema, header)
+    numbers = list(lines) if lines is not None else list(range(2, len(rows) + 2))
     width = len(header)
+    errors = ErrorLog(ctx.max_errors, numbers)
     if rows and set(map(len, rows)) != {width}:
-        errors = ErrorLog(ctx.max_errors)
         for i, row in enumerate(rows, 1):
             if len(row) != width:
-                errors.add(i, "*", f"{len(row)} values", f"expected {width} values like the header")
-        raise ReportValidationError(errors.items, errors.total)
+                errors.add(
+                    i, "*", f"{len(row)} values", "ragged_row", cells=len(row), expected=width
+                )
+        kept = [(r, line) for r, line in zip(rows, numbers, strict=True) if len(r) == width]
+        rows, numbers = [r for r, _ in kept], [line for _, line in kept]
+    errors.lines = numbers
     transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
-    return from_text_columns(schema, header, transposed, len(rows), ctx)
+    if not rows and not errors.total:
+        raise ReportShapeError(
+            "the CSV has a header but no rows; a report states at least one cell"
+        )
+    return _validate(schema, dict(zip(header, transposed, strict=True)), len(rows), errors, ctx)
 
 
 def from_text_columns(
@@ -128,14 +147,20 @@ def from_text_columns(
     columns: Sequence[Sequence[str]],
     rows: int,
     ctx: ValidationContext,
+    *,
+    lines: Sequence[int] | None = None,
 ) -> Batch:
-    """Validate text columns of equal length ``rows`` (a CSV already split by column)."""
+    """Validate text columns of equal length ``rows`` (a CSV already split by column).
+
+    Row numbers are as in ``from_csv_rows``: ``lines``, or the header as line 1.
+    """
     _check_header(schema, header)
     if rows == 0:
         raise ReportShapeError(
             "the CSV has a header but no rows; a report states at least one cell"
         )
-    return _validate(schema, dict(zip(header, columns, strict=True)), rows, ctx, from_text=True)
+    errors = ErrorLog(ctx.max_errors, lines if lines is not None else range(2, rows + 2))
+    return _validate(schema, dict(zip(header, columns, strict=True)), rows, errors, ctx)
 
 
 def from_json_rows(schema: ReportSchema, rows: Sequence[object], ctx: ValidationContext) -> Batch:
@@ -153,7 +178,7 @@ def from_json_rows(schema: ReportSchema, rows: Sequence[object], ctx: Validation
             columns[f.name] = list(map(operator.itemgetter(f.name), dict_rows))
         except KeyError:
             columns[f.name] = [r.get(f.name) for r in dict_rows]
-    return _validate(schema, columns, len(rows), ctx, from_text=False)
+    return _validate(schema, columns, len(rows), ErrorLog(ctx.max_errors), ctx, from_text=False)
 
 
 def _check_header(schema: ReportSchema, names: Sequence[str]) -> None:
@@ -181,11 +206,13 @@ def _validate(
     schema: ReportSchema,
     raw: Mapping[str, Column],
     n: int,
+    errors: ErrorLog,
     ctx: ValidationContext,
     *,
-    from_text: bool,
+    from_text: bool = True,
 ) -> Batch:
-    errors = ErrorLog(ctx.max_errors)
+    """Check every column, then (when every value is valid) the cells; raise all errors."""
+    known = errors.total  # ragged rows, found before
     out: dict[str, list[object]] = {}
     for f in schema.fields:
         column = raw.get(f.name)
@@ -197,12 +224,12 @@ def _validate(
         out[f.name] = CHECKERS[f.type](
             ColumnInput(f.name, column, f.required, from_text, ctx, errors, f.codelist, maximum)
         )
-    if errors.total == 0:
+    if errors.total == known:
         _check_unique_cells(schema, out, n, errors)
-    if errors.total == 0:
+    if errors.total == known:
         _check_nested_areas(schema, out, ctx.gazetteer, errors)
     if errors.total:
-        raise ReportValidationError(errors.items, errors.total)
+        raise ReportValidationError(errors.items, errors.total, schema)
     if schema.week_from:
         dates = cast(list[str], out[schema.week_from])
         weeks = {d: week_of(dt.date.fromisoformat(d), ctx.week_system) for d in set(dates)}
@@ -223,7 +250,8 @@ def _check_unique_cells(
                 i,
                 "+".join(schema.cell_key),
                 "/".join(map(str, key)),
-                f"the same cell as row {first[key]}; a report states each cell once",
+                "duplicate_cell",
+                first_row=errors.row(first[key]),
             )
         else:
             first[key] = i
@@ -263,8 +291,9 @@ def _check_nested_areas(
                     i,
                     area,
                     code,
-                    f"{code} lies inside {ancestor}, which row {row} states for the same "
-                    f"{', '.join(rest) or 'cell'}; one person would be counted twice. State "
-                    f"{ancestor} or the areas inside it, not both",
+                    "nested_area",
+                    ancestor=ancestor,
+                    other_row=errors.row(row),
+                    fields=tuple(rest),
                 )
                 break

@@ -134,7 +134,13 @@ def test_a_ragged_csv_names_the_short_row(client: TestClient, agency: dict[str, 
         422,
     )
     assert problem["errors"] == [
-        {"row": 2, "field": "*", "value": "6 values", "reason": "expected 8 values like the header"}
+        {
+            "row": 3,
+            "field": "*",
+            "value": "6 values",
+            "code": "ragged_row",
+            "detail": "this row has 6 values; the header has 8",
+        }
     ]
 
 

@@ -115,7 +115,7 @@ def test_push_a_csv_through_a_real_server(tmp_path: Path) -> None:
         refused = runner.invoke(
             app, ["push", "weekly_epi@1", str(bad), "--url", url, "--token", secret.group()]
         )
-        assert refused.exit_code == 1 and "row 1, area='XA-P9'" in refused.output
+        assert refused.exit_code == 1 and "row 2, area='XA-P9'" in refused.output  # the CSV's line
         listing = httpx2.get(
             f"{url}/v1/reports", headers={"Authorization": f"Bearer {secret.group()}"}
         ).json()

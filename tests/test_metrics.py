@@ -88,7 +88,7 @@ def test_budgets_releases_refusals_checkpoints_and_flags_after_a_scenario(
     assert value(samples, "exchange_budget_cap_epsilon", account="global", partner="", **account)
     released = {"partner": "XB", "schema": "weekly_epi@1", "rule": "agreement XB-epi-2026"}
     assert value(samples, "exchange_releases_total", **released) == 1
-    refused = {"partner": "XB", "schema": "weekly_epi@1"}
+    refused = {"partner": "XB", "schema": "weekly_epi@1", "rule": "agreement XB-epi-2026"}
     assert value(samples, "exchange_refusals_total", **refused) == 2
     age = value(samples, "exchange_audit_checkpoint_age_seconds")
     assert age is not None and 3600 <= age < 3600 * 24
@@ -111,8 +111,10 @@ def test_a_budget_refusal_counts_as_a_refusal(client: TestClient, node: Node) ->
         since = QUERY.model_copy(update={"since": "2026-W03"})
         releases.release(node, partner_id="XB", query=since, now=NOW)
     samples = scrape(client, operator)
-    refused = {"partner": "XB", "schema": "weekly_epi@1"}
+    refused = {"partner": "XB", "schema": "weekly_epi@1", "rule": "budget"}
     assert value(samples, "exchange_refusals_total", **refused) == 1
+    refusals = [n for n, labels in samples if n == "exchange_refusals_total"]
+    assert len(refusals) == 1  # not under the agreement that allowed the query too
     released = {"partner": "XB", "schema": "weekly_epi@1", "rule": "agreement XB-epi-2026"}
     assert value(samples, "exchange_releases_total", **released) == 2
     account = {"account": "partner", "partner": "XB", "schema": "weekly_epi@1", "period": "2026"}
@@ -129,3 +131,26 @@ def test_openapi_says_metrics_are_prometheus_text(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     ok = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert set(ok) == {"text/plain; version=0.0.4"}
+
+
+def test_refusals_count_under_the_rule_that_refused_them(client: TestClient, node: Node) -> None:
+    """A red line, an agreement and no policy at all each refuse; each counts under its rule."""
+    operator = bearer(node.engine, name="ops", role="operator")
+    install_policy(node)
+    push(node, agency(node), "weekly_epi@1", weekly(("XA-P1-D1",), range(1, 5)))
+    sitrep = ReleaseQuery(schema_id="humanitarian_sitrep@1", purpose="outbreak_response")
+    adm2 = QUERY.model_copy(update={"group_by": ("area:adm2",)})
+    for partner, query in (("XB", sitrep), ("XB", sitrep), ("XB", adm2), ("XZ", QUERY)):
+        with pytest.raises(releases.PolicyDeniedError):
+            releases.release(node, partner_id=partner, query=query, now=NOW)
+    samples = scrape(client, operator)
+    refusals = {
+        dict(labels)["rule"]: (dict(labels)["partner"], dict(labels)["schema"], n)
+        for name, labels in samples
+        if name == "exchange_refusals_total"
+        for n in [samples[(name, labels)]]
+    }
+    assert refusals["red line displacement-figures"] == ("XB", "humanitarian_sitrep@1", 2)
+    assert refusals["agreement XB-epi-2026"] == ("XB", "weekly_epi@1", 1)
+    assert refusals["deny by default"] == ("XZ", "weekly_epi@1", 1)  # no agreement with XZ
+    assert len(refusals) == 3

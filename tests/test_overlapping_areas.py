@@ -54,7 +54,7 @@ def test_a_province_and_its_districts_in_one_report_are_refused(
         (3, "area", "XA-P1-D2"),
         (4, "area", "XA-P1-D3"),
     ]
-    assert "inside XA-P1, which row 1 states" in problem["errors"][0]["reason"]
+    assert "inside XA-P1, which row 1 states" in problem["errors"][0]["detail"]
     assert "counted twice" in problem["detail"]
     assert stored_counts(node) == (0, 0)
 

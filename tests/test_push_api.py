@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -104,8 +105,21 @@ def test_a_bad_report_lists_every_bad_row_and_stores_nothing(
     found = {(e["row"], e["field"]) for e in problem["errors"]}
     assert found == {(2, "area"), (4, "cases"), (7, "week"), (8, "deaths")}
     assert problem["total_errors"] == 4
-    reasons = {e["field"]: e["reason"] for e in problem["errors"]}
-    assert "52 weeks" in reasons["week"] and "negative" in reasons["cases"]
+    assert response.headers["content-language"] == "en"
+    codes = {e["field"]: e["code"] for e in problem["errors"]}
+    assert codes == {
+        "area": "unknown_area",
+        "cases": "negative_count",
+        "week": "no_such_week",
+        "deaths": "not_a_json_integer",
+    }
+    details = {e["field"]: e["detail"] for e in problem["errors"]}
+    assert details["week"] == "Epi week: year 2025 has 52 weeks, so week 53 does not exist"
+    assert details["cases"] == "Cases cannot be negative"
+    assert details["deaths"] == "Deaths must be a JSON integer, not boolean"
+    assert problem["detail"].startswith(
+        "4 values of the report are invalid; nothing was stored. row 2: Area is not an area code"
+    )
     assert stored_counts(node) == (0, 0)
 
 
@@ -151,3 +165,83 @@ def test_line_list_derives_the_week_from_the_report_date(
     with node.engine.connect() as conn:
         week, onset = conn.execute(select(table.c.week, table.c.onset_date)).one()
     assert week == "2026-W01" and onset is None
+
+
+@pytest.mark.parametrize(
+    ("accept", "language", "sex", "cases", "summary"),
+    [
+        (
+            "fr-CH, fr;q=0.9, en;q=0.5",
+            "fr",
+            "Sexe : ce code ne figure pas dans sa liste ; codes permis : female, male, other, unknown",
+            "Cas : une valeur négative n’est pas permise",
+            "2 valeurs du rapport sont invalides ; rien n’a été enregistré",
+        ),
+        (
+            "es",
+            "es",
+            "Sexo: el código no está en su lista; códigos permitidos: female, male, other, unknown",
+            "Casos: no se admiten valores negativos",
+            "2 valores del informe no son válidos; no se ha guardado nada",
+        ),
+        (
+            "de;q=1, ar;q=0.8, fr;q=0.1",
+            "ar",
+            "الجنس: هذا الرمز ليس من قائمته؛ الرموز المسموح بها: female, male, other, unknown",
+            "الحالات: لا يمكن أن تكون القيمة سالبة",
+            "قيمتان في التقرير غير صالحتين؛ لم يُحفظ شيء",
+        ),
+        (
+            "de, *;q=0.1",
+            "en",
+            "Sex is not a code of its list; allowed: female, male, other, unknown",
+            "Cases cannot be negative",
+            "2 values of the report are invalid; nothing was stored",
+        ),
+    ],
+)
+def test_row_errors_speak_the_language_asked_for(
+    client: TestClient,
+    agency: dict[str, str],
+    node: Node,
+    accept: str,
+    language: str,
+    sex: str,
+    cases: str,
+    summary: str,
+) -> None:
+    rows = weekly_rows()
+    rows[2]["sex"] = "x"
+    rows[2]["cases"] = -1
+    response = client.post(PUSH, json={"rows": rows}, headers={**agency, "Accept-Language": accept})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-language"] == language
+    problem = response.json()
+    assert problem["detail"].startswith(summary) and cases in problem["detail"]
+    assert problem["errors"] == [
+        {"row": 3, "field": "cases", "value": "-1", "code": "negative_count", "detail": cases},
+        {"row": 3, "field": "sex", "value": "x", "code": "not_in_codelist", "detail": sex},
+    ]
+    assert stored_counts(node) == (0, 0)
+
+
+def test_csv_errors_name_the_files_own_lines(client: TestClient, agency: dict[str, str]) -> None:
+    rows = weekly_rows()
+    lines = as_csv(rows).splitlines()
+    lines[2] = lines[2].replace("male", "x", 1)  # the second data row: line 3 of the file
+    lines[4] += ",9"  # a ragged row does not hide the others
+    lines.insert(5, "")  # a blank line is skipped but still counted
+    lines[7] = lines[7].replace("2026-W02", "2026-W99")  # line 8, after the blank line 6
+    body = "\n".join(lines) + "\n"
+    response = client.post(
+        PUSH, content=body.encode(), headers={**agency, "Content-Type": "text/csv"}
+    )
+    problem = response.json()
+    assert [(e["row"], e["field"], e["code"]) for e in problem["errors"]] == [
+        (3, "sex", "not_in_codelist"),
+        (5, "*", "ragged_row"),
+        (8, "week", "no_such_week"),
+    ]
+    assert problem["errors"][1]["detail"] == "this row has 9 values; the header has 8"
+    assert problem["total_errors"] == 3

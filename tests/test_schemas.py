@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from nodes.directory import sample_gazetteer
 from schemas.codelists import AGE_BAND, CODE_LISTS
+from schemas.errors import ROW_MESSAGES
 from schemas.gazetteer import Area, Gazetteer
 from schemas.labels import LANGUAGES
 from schemas.model import StockOverTimeError
@@ -177,6 +178,7 @@ def test_one_bad_value_is_reported_with_its_row_and_field(
     assert caught.value.total == 1
     error = caught.value.errors[0]
     assert (error.row, error.field) == (index + 1, field)
+    assert error.code in ROW_MESSAGES and "{" not in error.reason
 
 
 def test_a_cell_stated_twice_is_refused() -> None:
@@ -192,6 +194,11 @@ def test_a_cell_stated_twice_is_refused() -> None:
     }
     with pytest.raises(ReportValidationError, match="same cell as row 1"):
         from_json_rows(WEEKLY_EPI, [row, {**row, "cases": 2}], CTX)
+    text = [list(map(str, row.values())), list(map(str, {**row, "cases": 2}.values()))]
+    with pytest.raises(ReportValidationError) as caught:  # a CSV's rows are its lines
+        from_csv_rows(WEEKLY_EPI, list(row), text, CTX)
+    (error,) = caught.value.errors
+    assert (error.row, error.code, error.params) == (3, "duplicate_cell", {"first_row": 2})
 
 
 def test_shape_errors_name_the_fields() -> None:

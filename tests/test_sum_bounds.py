@@ -41,16 +41,16 @@ def test_a_value_above_the_schema_maximum_is_refused_and_nothing_is_stored(
     as_json = client.post(PUSH, json={"rows": rows}, headers=agency)
     csv_headers = {**agency, "Content-Type": "text/csv"}
     as_text = client.post(PUSH, content=as_csv(rows).encode(), headers=csv_headers)
-    for response in (as_json, as_text):
+    for response, first in ((as_json, 1), (as_text, 2)):  # a CSV's header is line 1
         assert response.status_code == 422, response.text
         assert response.headers["content-type"] == "application/problem+json"
         problem = response.json()
         assert problem["total_errors"] == 3
-        assert {(e["row"], e["field"]) for e in problem["errors"]} == {
-            (1, "cases"),
-            (2, "cases"),
-            (3, "cases"),
-        }
+        assert [(e["row"], e["field"]) for e in problem["errors"]] == [
+            (first, "cases"),
+            (first + 1, "cases"),
+            (first + 2, "cases"),
+        ]
         assert "more than 100,000,000, the most one cell may state" in problem["detail"]
     assert stored_counts(node) == (0, 0)
 

@@ -107,6 +107,10 @@ Action = Annotated[vocabulary.Action | None, typer.Option(help="Exact action")]
 Outcome = Annotated[vocabulary.Outcome | None, typer.Option(help="The outcome")]
 Partner = Annotated[str | None, typer.Option(help="The partner node concerned, e.g. XB")]
 Schema = Annotated[str | None, typer.Option(help="The report schema, e.g. weekly_epi@1")]
+Rule = Annotated[
+    str | None,
+    typer.Option(help="The rule that refused a release, e.g. 'red line RL1' or budget"),
+]
 Since = Annotated[str | None, typer.Option(help="From this time on (inclusive), with a zone")]
 Until = Annotated[str | None, typer.Option(help="Before this time (exclusive), with a zone")]
 
@@ -117,6 +121,7 @@ def _query(
     outcome: str | None,
     partner: str | None,
     schema: str | None,
+    rule: str | None,
     since: str | None,
     until: str | None,
 ) -> summary.Query:
@@ -126,6 +131,7 @@ def _query(
         outcome=outcome,
         partner=partner,
         schema=schema,
+        rule=rule,
         since=_moment(since, "since"),
         until=_moment(until, "until"),
     )
@@ -138,13 +144,14 @@ def entries(
     outcome: Outcome = None,
     partner: Partner = None,
     schema: Schema = None,
+    rule: Rule = None,
     since: Since = None,
     until: Until = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many entries")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """List entries matching every filter, oldest first (format-1 entries in today's words)."""
-    query = _query(actor, action, outcome, partner, schema, since, until)
+    query = _query(actor, action, outcome, partner, schema, rule, since, until)
     with open_node(directory) as node:
         found = []
         for entry in summary.entries(node.engine, query):
@@ -155,7 +162,9 @@ def entries(
         for entry in found:
             print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
         return
-    table = Table("seq", "time", "actor", "action", "resource", "outcome", "partner", "ε (micro)")
+    table = Table(
+        "seq", "time", "actor", "action", "resource", "outcome", "partner", "rule", "ε (micro)"
+    )
     for e in found:
         eps = e.get("epsilon_micro")
         table.add_row(
@@ -166,6 +175,7 @@ def entries(
             e["resource"],
             e["outcome"],
             e.get("partner") or "",
+            e.get("rule") or "",
             "" if eps is None else str(eps),
         )
     console.print(table)
@@ -178,17 +188,24 @@ def summary_command(
     outcome: Outcome = None,
     partner: Partner = None,
     schema: Schema = None,
+    rule: Rule = None,
     since: Since = None,
     until: Until = None,
 ) -> None:
-    """Count matching entries per partner, action and outcome, with the epsilon charged."""
-    query = _query(actor, action, outcome, partner, schema, since, until)
+    """Count matching entries per partner, action and outcome, with the epsilon charged and
+    the refusals per rule."""
+    query = _query(actor, action, outcome, partner, schema, rule, since, until)
     with open_node(directory) as node:
         totals = summary.summarize(node.engine, query)
     table = Table("partner", "action", "outcome", "entries")
     for (who, what, how), count in sorted(totals.counts.items()):
         table.add_row(who, what, how, str(count))
     console.print(table)
+    if totals.rules:
+        refused = Table("partner", "refused by rule", "entries")
+        for (who, rule_name), count in sorted(totals.rules.items()):
+            refused.add_row(who, rule_name, str(count))
+        console.print(refused)
     for who, micro in sorted(totals.epsilon_micro.items()):
         console.print(f"ε charged to {who}: {micro / 1_000_000:g} ({micro} micro)", highlight=False)
     console.print(f"{totals.entries} entries", highlight=False)

@@ -20,18 +20,20 @@ from exchange.uploads import read_body
 from nodes import keys
 from nodes.descriptor import WELL_KNOWN, NodeDescriptor, build
 from nodes.node import Node
+from policies.query import ReleaseQuery
 
 router = APIRouter(tags=["federation"])
 
 #: A release query is a few hundred bytes; anything near this is not one.
 MAX_QUERY_BYTES = 64 * 1024
 
+#: The body as validated (`ReleaseQuery`), inline: it nests no other model.
 _QUERY_BODY = {
     "requestBody": {
         "required": True,
         "description": "A release query (schema, measures, group_by, filters, since/until, "
         "purpose), signed per RFC 9421 with the partner node's registered Ed25519 key",
-        "content": {"application/json": {"schema": {"type": "object"}}},
+        "content": {"application/json": {"schema": ReleaseQuery.model_json_schema()}},
     }
 }
 

@@ -11,7 +11,9 @@ Entries must never carry secrets or report content; deciding that is the
 caller's job. This module enforces the shape: types, bounded lengths, no
 control characters, one spelling of time. Entries carry structured fields
 (``partner``, ``schema``, ``epsilon_micro``) since format 2; format-1 entries,
-written before, are read and hashed exactly as stored (`AuditEntry.structured`).
+written before, are read and hashed exactly as stored (`AuditEntry.structured`). A format-2
+entry may also carry ``rule``, the policy rule that refused a release: the key is written
+only when set, so entries without it keep exactly the bytes they had before it existed.
 The closed vocabularies of new entries are checked by `nodes.audit.vocabulary`.
 """
 
@@ -49,12 +51,15 @@ TEXT_LIMITS: dict[str, tuple[int, bool]] = {
 OPTIONAL_LIMITS: dict[str, int] = {"policy_hash": 128, "request_digest": 256}
 #: Structured fields of format 2 (nullable; ``epsilon_micro`` an integer).
 STRUCTURED_LIMITS: dict[str, int] = {"partner": 128, "schema": 128}
+#: ``rule`` (optional in format 2, absent from the bytes when None).
+RULE_LIMIT = 128
 
 #: The fields of a format-1 entry (written before the structured fields existed).
 ENTRY_FIELDS_V1 = frozenset(
     {"seq", "time", "prev", *TEXT_LIMITS, *OPTIONAL_LIMITS},
 )
 ENTRY_FIELDS = ENTRY_FIELDS_V1 | {*STRUCTURED_LIMITS, "epsilon_micro"}
+ENTRY_FIELDS_RULE = ENTRY_FIELDS | {"rule"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +84,7 @@ class AuditEntry:
     partner: str | None = None
     schema: str | None = None
     epsilon_micro: int | None = None
+    rule: str | None = None
     structured: bool = True  # False: a format-1 entry, without the three fields above
 
     def __post_init__(self) -> None:
@@ -89,11 +95,14 @@ class AuditEntry:
             value = getattr(self, name)
             if value is not None:
                 check_text(name, value, max_len=max_len)
-        if not self.structured and (self.partner, self.schema, self.epsilon_micro) != (
-            None,
-            None,
-            None,
-        ):
+        if self.rule is not None:
+            check_text("rule", self.rule, max_len=RULE_LIMIT)
+        if not self.structured and (
+            self.partner,
+            self.schema,
+            self.epsilon_micro,
+            self.rule,
+        ) != (None, None, None, None):
             raise InvalidEntryError("a format-1 entry has no structured fields")
         format_time(self.time)
         for name, (max_len, allow_empty) in TEXT_LIMITS.items():
@@ -128,6 +137,8 @@ class AuditEntry:
                 "schema": self.schema,
                 "epsilon_micro": self.epsilon_micro,
             }
+            if self.rule is not None:
+                fields["rule"] = self.rule
         return canonical_json(fields)
 
     def leaf_hash(self) -> bytes:
@@ -146,11 +157,15 @@ class AuditEntry:
             obj = json.loads(data)
         except (ValueError, RecursionError):
             raise InvalidEntryError("entry bytes are not JSON") from None
-        if not isinstance(obj, dict) or obj.keys() not in (ENTRY_FIELDS, ENTRY_FIELDS_V1):
+        if not isinstance(obj, dict) or obj.keys() not in (
+            ENTRY_FIELDS,
+            ENTRY_FIELDS_RULE,
+            ENTRY_FIELDS_V1,
+        ):
             raise InvalidEntryError("entry bytes do not hold exactly the entry fields")
         fields = dict(obj)
         fields["time"] = parse_time(fields["time"])
-        fields["structured"] = obj.keys() == ENTRY_FIELDS
+        fields["structured"] = obj.keys() != ENTRY_FIELDS_V1
         entry = cls(**fields)
         if entry.to_bytes() != data:
             raise InvalidEntryError("entry bytes are not in canonical form")
@@ -174,6 +189,7 @@ def encode_entry(
     partner: str | None = None,
     schema: str | None = None,
     epsilon_micro: int | None = None,
+    rule: str | None = None,
 ) -> bytes:
     """Validate the fields and return the entry's canonical bytes (format 2).
 
@@ -195,6 +211,7 @@ def encode_entry(
         partner=partner,
         schema=schema,
         epsilon_micro=epsilon_micro,
+        rule=rule,
     ).to_bytes()
 
 

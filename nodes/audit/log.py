@@ -110,6 +110,7 @@ def append(
     partner: str | None = None,
     schema: str | None = None,
     epsilon_micro: int | None = None,
+    rule: str | None = None,
     policy_hash: str | None = None,
     request_digest: str | None = None,
     now: datetime,
@@ -119,7 +120,8 @@ def append(
     ``role``, ``action`` and ``outcome`` come from closed vocabularies, ``actor`` and
     ``resource`` name their kind first (`nodes.audit.vocabulary`); ``partner`` (a peer
     node's id), ``schema`` (``name@version``) and ``epsilon_micro`` (privacy budget charged,
-    in millionths of epsilon) are set whenever the act concerns them, so tools never parse
+    in millionths of epsilon) are set whenever the act concerns them, and ``rule`` (what refused
+    a release, `vocabulary.RULE_FORM`) whenever a rule refused it, so tools never parse
     ``reason``. Never put report content or secrets in any field. Raises InvalidEntryError
     (a ValueError) if a field is malformed or out of its vocabulary,
     LogNotInitializedError if the node never initialized its log, LogIntegrityError if
@@ -129,7 +131,9 @@ def append(
     """
     if not conn.in_transaction():
         raise RuntimeError("append must run inside the transaction of the act it records")
-    vocabulary.check(actor=actor, role=role, action=action, outcome=outcome, resource=resource)
+    vocabulary.check(
+        actor=actor, role=role, action=action, outcome=outcome, resource=resource, rule=rule
+    )
     fields: dict[str, Any] = {
         "time": now,
         "actor": actor,
@@ -143,6 +147,7 @@ def append(
         "partner": partner,
         "schema": schema,
         "epsilon_micro": epsilon_micro,
+        "rule": rule,
     }
     if conn.dialect.name == "postgresql":
         return _append_postgresql(conn, fields)

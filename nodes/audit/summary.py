@@ -32,11 +32,12 @@ class Query:
     outcome: str | None = None
     partner: str | None = None
     schema: str | None = None
+    rule: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
     def matches(self, entry: dict[str, Any]) -> bool:
-        for name in ("actor", "action", "outcome", "partner", "schema"):
+        for name in ("actor", "action", "outcome", "partner", "schema", "rule"):
             wanted = getattr(self, name)
             if wanted is not None and entry.get(name) != wanted:
                 return False
@@ -65,16 +66,20 @@ def entries(engine: Engine, query: Query, *, start: int = 0) -> Iterator[dict[st
 
 @dataclass
 class Summary:
-    """Totals of the matching entries: per (partner, action, outcome), and epsilon charged."""
+    """Totals of the matching entries: per (partner, action, outcome), epsilon charged, and
+    refusals per (partner, rule) for entries that name the rule that refused them."""
 
     entries: int = 0
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     epsilon_micro: Counter[str] = field(default_factory=Counter)
+    rules: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, entry: dict[str, Any]) -> None:
         partner = entry.get("partner") or "-"
         self.entries += 1
         self.counts[(partner, entry["action"], entry["outcome"])] += 1
+        if entry.get("rule"):
+            self.rules[(partner, entry["rule"])] += 1
         if entry.get("epsilon_micro"):
             self.epsilon_micro[partner] += int(entry["epsilon_micro"])
 
@@ -87,19 +92,21 @@ def summarize(engine: Engine, query: Query) -> Summary:
     return summary
 
 
-def release_refusals(engine: Engine) -> Counter[tuple[str, str]]:
-    """Refused releases (``release`` entries, outcome ``denied``) per (partner, schema).
+def release_refusals(engine: Engine) -> Counter[tuple[str, str, str]]:
+    """Refused releases (``release`` entries, outcome ``denied``) per (partner, schema, rule);
+    the rule is "" for entries written before refusals named it.
 
     Pages through the ``release`` entries by the lookup index (`queries.entries`), so the
     cost grows with the releases asked for, not with the whole log.
     """
-    counts: Counter[tuple[str, str]] = Counter()
+    counts: Counter[tuple[str, str, str]] = Counter()
     start: int | None = 0
     while start is not None:
         page = queries.entries(engine, start=start, limit=queries.MAX_PAGE, action="release")
         for raw in page.entries:
             entry = normalize(raw)
             if entry["outcome"] == "denied":
-                counts[(entry.get("partner") or "", entry.get("schema") or "")] += 1
+                where = (entry.get("partner") or "", entry.get("schema") or "")
+                counts[(*where, entry.get("rule") or "")] += 1
         start = page.next_start
     return counts

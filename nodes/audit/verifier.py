@@ -85,6 +85,8 @@ ENTRY_KEYS_V1 = frozenset(
 )
 #: Format 2 adds structured fields; format-1 entries (written before) stay valid as stored.
 ENTRY_KEYS = ENTRY_KEYS_V1 | {"partner", "schema", "epsilon_micro"}
+#: A format-2 entry may carry ``rule`` (what refused a release); it is absent when unset.
+ENTRY_KEYS_RULE = ENTRY_KEYS | {"rule"}
 CHECKPOINT_KEYS = frozenset({"type", "tree_size", "root_hash", "time", "node_id", "key_id"})
 MAX_LINE_BYTES = 65536
 MAX_COUNT = 2**53 - 1
@@ -100,7 +102,8 @@ _NON_TEXT |= {"epsilon_micro"}
 # (sorted) order, no whitespace, strings with only the escapes JCS emits, seq
 # without leading zeros. One match both validates a line and extracts what the
 # chain needs (node_id, prev, seq); it is 2x faster than a JSON parse. The three
-# structured fields of format 2 are present together or not at all (format 1).
+# structured fields of format 2 are present together or not at all (format 1); ``rule``
+# only ever with them.
 _STR = rb'"(?:[^"\\\x00-\x1f]++|\\["\\bfnrt]|\\u00[01][0-9a-f])*+"'
 _OPT = rb"(?:" + _STR + rb"|null)"
 _INT = rb"(?:0|[1-9][0-9]{0,15})"
@@ -131,6 +134,9 @@ _ENTRY_RE = re.compile(
     + _STR
     + rb',"role":'
     + _STR
+    + rb'(,"rule":'
+    + _STR
+    + rb")?"
     + rb'(,"schema":'
     + _OPT
     + rb")?"
@@ -732,12 +738,13 @@ class _Entries:
                 continue
             found = match(line) if fast else None
             if found is not None and (line.isascii() or _is_utf8(line)):
-                eps, node, partner, prev, schema, seq = found.groups()
+                eps, node, partner, prev, rule, schema, seq = found.groups()
                 if (
                     prev == last_hex
                     and node == node_raw
                     and int(seq) == len(hashes)
                     and (eps is None) is (partner is None) is (schema is None)
+                    and (rule is None or schema is not None)
                 ):
                     leaf = sha(b"\x00" + line).digest()
                     last_hex = hexlify(leaf)
@@ -755,8 +762,10 @@ class _Entries:
         found = _ENTRY_RE.fullmatch(line) if len(line) <= MAX_LINE_BYTES else None
         if found is None or not _is_utf8(line):
             raise _malformed_entry(lineno, position, _diagnose(line))
-        eps, node, partner, prev_hex, schema, seq_digits = found.groups()
-        if not (eps is None) is (partner is None) is (schema is None):
+        eps, node, partner, prev_hex, rule, schema, seq_digits = found.groups()
+        if not (eps is None) is (partner is None) is (schema is None) or (
+            rule is not None and schema is None
+        ):
             raise _malformed_entry(lineno, position, "does not hold exactly the entry fields")
         seq, prev = int(seq_digits), prev_hex.decode()
         if seq > MAX_COUNT:
@@ -976,7 +985,7 @@ def _diagnose(line: bytes) -> str:
         return "not valid JSON"
     if type(obj) is not dict:
         return "not a JSON object"
-    if obj.keys() != ENTRY_KEYS and obj.keys() != ENTRY_KEYS_V1:
+    if obj.keys() not in (ENTRY_KEYS, ENTRY_KEYS_RULE, ENTRY_KEYS_V1):
         return "does not hold exactly the entry fields"
     seq, prev = obj["seq"], obj["prev"]
     if type(seq) is not int or not 0 <= seq <= MAX_COUNT:

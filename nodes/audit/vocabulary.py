@@ -13,6 +13,7 @@ signed. `normalize` maps their old spellings onto today's for reading (the CLI's
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Literal, get_args
 
 from nodes.audit.errors import InvalidEntryError
@@ -61,6 +62,13 @@ RESOURCE_KINDS: Final = frozenset(
     | {"token"}
 )
 
+#: ``rule`` names what refused a release: the policy decision's rule (``agreement ID``,
+#: ``red line ID``, ``deny by default``; ids as policies.document spells them) or
+#: ``budget`` (the agreement allowed it, the privacy budget could not pay).
+RULE_FORM: Final = re.compile(
+    r"(?:agreement|red line) [A-Za-z0-9][A-Za-z0-9_.-]{0,63}|deny by default|budget"
+)
+
 #: Format-1 outcomes and their meaning today.
 _OLD_OUTCOMES: Final = {
     "done": "allowed",
@@ -71,8 +79,14 @@ _OLD_OUTCOMES: Final = {
 }
 
 
-def check(*, actor: str, role: str, action: str, outcome: str, resource: str) -> None:
+def check(
+    *, actor: str, role: str, action: str, outcome: str, resource: str, rule: str | None = None
+) -> None:
     """Raise InvalidEntryError unless every field is in its vocabulary."""
+    if rule is not None and RULE_FORM.fullmatch(rule) is None:
+        raise InvalidEntryError(
+            "rule must be 'agreement ID', 'red line ID', 'deny by default' or 'budget'"
+        )
     if action not in ACTIONS:
         raise InvalidEntryError(f"action is not one of the audit actions: {sorted(ACTIONS)}")
     if outcome not in OUTCOMES:
@@ -90,12 +104,14 @@ def check(*, actor: str, role: str, action: str, outcome: str, resource: str) ->
 def normalize(entry: dict[str, Any]) -> dict[str, Any]:
     """An entry (parsed) in today's vocabulary, for reading; format-1 spellings mapped.
 
-    Adds ``format`` (1 or 2) and, for format 1, ``partner``, ``schema`` and
-    ``epsilon_micro`` recovered where the old spelling carried them (else None).
+    Adds ``format`` (1 or 2), ``rule`` (None where the entry has none) and, for format 1,
+    ``partner``, ``schema`` and ``epsilon_micro`` recovered where the old spelling carried
+    them (else None).
     """
     if "epsilon_micro" in entry:
-        return {**entry, "format": 2}
+        return {"rule": None, **entry, "format": 2}
     out = {**entry, "format": 1, "partner": None, "schema": None, "epsilon_micro": None}
+    out["rule"] = None
     out["outcome"] = _OLD_OUTCOMES.get(entry["outcome"], entry["outcome"])
     actor: str = entry["actor"]
     kind, sep, name = actor.partition(":")

@@ -1,0 +1,99 @@
+"""Sentences in the reader's language, from the gettext catalogs in ``exchange/locales``.
+
+One set of catalogs serves the API and the web dashboard. They are kept as ``.po`` text and
+compiled in memory with Babel on first use, so a fresh ``pip install -e .`` needs no build
+step. Labels of schemas, fields and codes are not here: they live with the schemas
+(``schemas.labels``); a sentence names a field by its label in the same language.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+
+from schemas.errors import ROW_MESSAGES, RowError, render
+from schemas.labels import LANGUAGES, Language, negotiate_language
+from schemas.model import ReportSchema
+
+__all__ = ["DOMAIN", "LOCALES", "Language", "negotiate", "row_detail", "summary", "translations"]
+
+LOCALES = Path(__file__).parent / "locales"
+DOMAIN = "messages"
+#: Where ``extract`` looks for marked sentences, and the keywords that mark them.
+SOURCES = ("schemas", "exchange")
+KEYWORDS = {"N_": None, "_": None, "gettext": None, "ngettext": (1, 2)}
+
+#: The problem's ``detail`` repeats this many row errors; all are in its ``errors`` member.
+SUMMARY_ROWS = 3
+
+negotiate = negotiate_language  # one Accept-Language parser for labels and sentences
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def translations(language: Language) -> gettext.NullTranslations:
+    """The compiled catalog of ``language``; English is the source text, so it needs none."""
+    if language == "en":
+        return gettext.NullTranslations()
+    with (LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po").open("rb") as po:
+        catalog = read_po(po, locale=language, domain=DOMAIN)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+def row_detail(error: RowError, language: Language, schema: ReportSchema | None) -> str:
+    """``error``'s sentence in ``language``, naming fields by the schema's labels."""
+    template = translations(language).gettext(ROW_MESSAGES[error.code])
+
+    def label(name: str) -> str:
+        parts = name.split("+")
+        fields = schema.field_by_name if schema is not None else {}
+        return " + ".join(fields[p].label.get(language) if p in fields else p for p in parts)
+
+    return render(error, template, label, lambda n: format_decimal(n, locale=language))
+
+
+def summary(
+    errors: Sequence[RowError], total: int, language: Language, schema: ReportSchema | None
+) -> str:
+    """The problem's ``detail`` for a refused report: how many errors, and the first few."""
+    catalog = translations(language)
+    sentence = catalog.ngettext(
+        "{count} value of the report is invalid; nothing was stored",
+        "{count} values of the report are invalid; nothing was stored",
+        total,
+    ).format(count=format_decimal(total, locale=language))
+    first = [
+        catalog.gettext("row {row}: {detail}").format(
+            row=format_decimal(e.row, locale=language), detail=row_detail(e, language, schema)
+        )
+        for e in errors[:SUMMARY_ROWS]
+    ]
+    return ". ".join([sentence, "; ".join(first)]) if first else sentence
+
+
+def extract(root: Path) -> Catalog:
+    """The template catalog (``messages.pot``) of every marked sentence under ``root``."""
+    from babel.messages.extract import extract_from_dir
+
+    catalog = Catalog(project="crisis-exchange", domain=DOMAIN, fuzzy=False)
+    for source in SOURCES:
+        for filename, line, message, comments, context in extract_from_dir(
+            root / source, method_map=[("**.py", "python")], keywords=KEYWORDS
+        ):
+            catalog.add(
+                message,
+                locations=[(f"{source}/{filename}", line)],
+                auto_comments=comments,
+                context=context,
+            )
+    return catalog
