@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/ingest.py --rows 100000
 
 Prints rows/s for each, the ratio to the raw insert, and the server's peak memory (VmHWM),
-which should not grow with the file size because pushes are sent in bounded chunks.
+which should not grow with the file size: a file of more than ``CHUNK`` rows goes through an
+upload session, whose commit holds one part and one batch of rows at a time.
 """
 
 from __future__ import annotations

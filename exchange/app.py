@@ -13,7 +13,7 @@ from exchange.checkpointing import keep_checkpoints
 from exchange.dependencies import reject_unknown_query_parameters
 from exchange.logs import RequestIdMiddleware
 from exchange.request_guards import RequestGuardMiddleware
-from exchange.routes import audit, federation, health, policy, reports, schemas
+from exchange.routes import audit, federation, health, policy, reports, schemas, uploads
 from nodes.node import Node
 from nodes.settings import NodeSettings
 
@@ -53,6 +53,7 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
     metrics.install(app)
     app.add_middleware(RequestGuardMiddleware, openapi=lambda: app.openapi(), routes=app.routes)
     app.include_router(reports.router)
+    app.include_router(uploads.router)
     app.include_router(schemas.router)
     app.include_router(health.router)
     app.include_router(audit.router)

@@ -60,7 +60,7 @@ async def current_token(
             or credentials.scheme.lower() != "bearer"
             or not credentials.credentials
         ):
-            raise AuthenticationError("this endpoint needs 'Authorization: Bearer <token>'")
+            raise AuthenticationError.coded("bearer_required")
         return await run_in_threadpool(
             functools.partial(
                 tokens.authenticate,

@@ -1,8 +1,9 @@
 """Sentences in the reader's language, from the gettext catalogs in ``exchange/locales``.
 
-One set of catalogs serves the API and the web dashboard. They are kept as ``.po`` text and
-compiled in memory with Babel on first use, so a fresh ``pip install -e .`` needs no build
-step. Labels of schemas, fields and codes are not here: they live with the schemas
+One set of catalogs serves the API and the web dashboard: row errors, problem titles and the
+coded ``Message`` of every other error (``schemas.errors.MESSAGES``). They are kept as
+``.po`` text and compiled in memory with Babel on first use, so a fresh ``pip install -e .``
+needs no build step. Labels of schemas, fields and codes are not here: they live with the schemas
 (``schemas.labels``); a sentence names a field by its label in the same language.
 """
 
@@ -19,11 +20,21 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
-from schemas.errors import ROW_MESSAGES, RowError, render
+from schemas.errors import ROW_MESSAGES, Message, RowError, render
 from schemas.labels import LANGUAGES, Language, negotiate_language
 from schemas.model import ReportSchema
 
-__all__ = ["DOMAIN", "LOCALES", "Language", "negotiate", "row_detail", "summary", "translations"]
+__all__ = [
+    "DOMAIN",
+    "LOCALES",
+    "Language",
+    "negotiate",
+    "row_detail",
+    "sentence",
+    "summary",
+    "translated",
+    "translations",
+]
 
 LOCALES = Path(__file__).parent / "locales"
 DOMAIN = "messages"
@@ -48,6 +59,21 @@ def translations(language: Language) -> gettext.NullTranslations:
     write_mo(compiled, catalog)
     compiled.seek(0)
     return gettext.GNUTranslations(compiled)
+
+
+def sentence(message: Message, language: Language) -> str:
+    """``message`` in ``language``. English keeps integers as plain digits, as ``str(exc)``
+    always wrote them (logs and clients grep for them); other languages group them."""
+    if language == "en":
+        return message.english()
+    template = translations(language).gettext(message.template)
+    return message.render(template, lambda n: format_decimal(n, locale=language))
+
+
+def translated(text: str, language: Language) -> str:
+    """A fixed sentence (a problem's title, a marked static detail) in ``language``; text the
+    catalogs do not hold comes back as it is."""
+    return translations(language).gettext(text) if text else text  # "" is the header's id
 
 
 def row_detail(error: RowError, language: Language, schema: ReportSchema | None) -> str:

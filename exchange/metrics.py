@@ -8,7 +8,7 @@ Two kinds of series:
 * per process (``exchange_http_*``, ``exchange_reports*``): counted in this worker's
   registry; with several workers each process reports its own, and Prometheus sums them.
 * the node's state (`NodeState`): budgets left, audit checkpoint age, flagged peers,
-  releases and refusals. Read from the database at scrape time, so every worker and
+  releases and refusals, pending upload sessions. Read from the database at scrape time, so every worker and
   replica reports the same truth and nothing is lost on restart.
 """
 
@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from exchange.dependencies import CurrentOperator
 from exchange.problems import documented
-from nodes import ledger, release_store
+from nodes import ledger, release_store, upload_sessions
 from nodes.audit import status as audit_status
 from nodes.audit import summary as audit_summary
 from nodes.database import reading
@@ -89,6 +89,7 @@ class NodeState(Collector):
         yield from _budgets(node, now)
         yield from _audit(node, now)
         yield from _releases(node)
+        yield from _uploads(node, now)
 
 
 def _budgets(node: Node, now: dt.datetime) -> Iterator[Metric]:
@@ -155,6 +156,20 @@ def _releases(node: Node) -> Iterator[Metric]:
     for labels, n in sorted(audit_summary.release_refusals(node.engine).items()):
         refused.add_metric(list(labels), n)
     yield refused
+
+
+def _uploads(node: Node, now: dt.datetime) -> Iterator[Metric]:
+    sessions, size = upload_sessions.pending(node.engine, now)
+    yield GaugeMetricFamily(
+        "exchange_upload_sessions_pending",
+        "Upload sessions opened and neither committed nor expired",
+        value=sessions,
+    )
+    yield GaugeMetricFamily(
+        "exchange_upload_pending_bytes",
+        "Bytes held in the parts of pending upload sessions",
+        value=size,
+    )
 
 
 def _route_template(request: Request) -> str:

@@ -1,26 +1,41 @@
-"""Every error leaves the node as ``application/problem+json`` (RFC 9457).
+"""Every error leaves the node as ``application/problem+json`` (RFC 9457), in the reader's language.
 
 Domain code raises the exceptions of ``schemas.errors``; this is the one place that decides
 their HTTP status. Starlette finds a handler by walking the exception's class hierarchy, so
 one handler per branch is enough. Unexpected exceptions become a 500 that says nothing of
 the internals (they are logged, without request bodies or credentials).
+
+Languages: ``Accept-Language`` picks en, fr, es or ar (English otherwise). The ``title`` and
+the ``detail`` follow it; ``type`` is made from the English title, so it is one identifier
+in every language. Every problem answer names its language in ``Content-Language``, English
+included, so a client never guesses. A detail raised as a coded ``Message`` is rendered from
+the catalogs and its ``code`` is an extension member; a detail given as text is looked up in
+the catalogs as it is (a fixed, marked sentence is translated; anything else stays as
+written). A problem built without a request at hand (the request guards) picks its language
+when it is sent, from the request's own headers.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from exchange import i18n
 from nodes.releases import ReleaseInProgressError
 from nodes.reports import IdempotencyConflictError
 from schemas import errors
+from schemas.errors import N_, Message
+from schemas.labels import Language
 from schemas.validation import ReportValidationError
 
 log = logging.getLogger("exchange")
@@ -66,68 +81,153 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = "about:blank"
-    title: str
+    type: str = Field(
+        default="about:blank", description="Stable identifier, the same in every language"
+    )
+    title: str = Field(description="The kind of error, in the language asked for")
     status: int
-    detail: str
+    detail: str = Field(description="What went wrong, in the language asked for")
+    code: str | None = Field(
+        default=None, description="Stable code of the detail's sentence, e.g. unknown_fields"
+    )
     errors: list[RowProblem] | None = Field(default=None, description="Invalid rows, capped")
     total_errors: int | None = Field(default=None, description="All invalid values, shown or not")
 
 
+#: Titles are English here (``type`` is made from them) and translated when rendered.
 _STATUS: list[tuple[type[errors.ExchangeError], int, str]] = [
-    (PayloadTooLargeError, 413, "Payload too large"),
-    (UnsupportedMediaTypeError, 415, "Unsupported media type"),
-    (RequestTimeoutError, 408, "Request timeout"),
-    (ClientDisconnectedError, 400, "Client closed request"),
-    (errors.InvalidInputError, 422, "Invalid request"),
-    (IdempotencyConflictError, 422, "Idempotency key reused"),
-    (errors.NotFoundError, 404, "Not found"),
-    (errors.ConflictError, 409, "Conflict"),
-    (errors.AuthenticationError, 401, "Authentication required"),
-    (errors.ForbiddenError, 403, "Forbidden"),
-    (errors.BudgetExhaustedError, 429, "Privacy budget exhausted"),
-    (ReleaseInProgressError, 503, "Release in progress"),
+    (PayloadTooLargeError, 413, N_("Payload too large")),
+    (UnsupportedMediaTypeError, 415, N_("Unsupported media type")),
+    (RequestTimeoutError, 408, N_("Request timeout")),
+    (ClientDisconnectedError, 400, N_("Client closed request")),
+    (errors.InvalidInputError, 422, N_("Invalid request")),
+    (IdempotencyConflictError, 422, N_("Idempotency key reused")),
+    (errors.NotFoundError, 404, N_("Not found")),
+    (errors.ConflictError, 409, N_("Conflict")),
+    (errors.AuthenticationError, 401, N_("Authentication required")),
+    (errors.ForbiddenError, 403, N_("Forbidden")),
+    (errors.BudgetExhaustedError, 429, N_("Privacy budget exhausted")),
+    (ReleaseInProgressError, 503, N_("Release in progress")),
 ]
+
+_HTTP_TITLES = {
+    400: N_("Bad request"),
+    404: N_("Not found"),
+    405: N_("Method not allowed"),
+    408: N_("Request timeout"),
+    415: N_("Unsupported media type"),
+    431: N_("Request header fields too large"),
+}
 
 
 def status_of(exc: errors.ExchangeError) -> tuple[int, str]:
+    """The HTTP status of ``exc`` and its English title."""
     for cls, code, title in _STATUS:
         if isinstance(exc, cls):
             return code, title
-    return 400, "Bad request"
+    return 400, N_("Bad request")
 
 
 def problem_response(
-    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str | Message,
+    *,
+    language: Language | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    slug = title.lower().replace(" ", "-")
-    if len(detail) > MAX_DETAIL:
-        detail = detail[:MAX_DETAIL] + " [...]"
+    """A problem answer in ``language``; ``title`` is given in English (it makes the ``type``).
+
+    With no ``language`` (a caller without the request), the language is negotiated when the
+    response is sent, from the request's ``Accept-Language``; ``body`` holds the English one.
+    """
+    if language is None:
+        return _NegotiatedProblem(status, title, detail, headers, extra)
+    return JSONResponse(
+        _body(status, title, detail, language, extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=_headers(headers, language),
+    )
+
+
+def _body(
+    status: int, title: str, detail: str | Message, language: Language, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    if isinstance(detail, Message):
+        text = i18n.sentence(detail, language)
+    else:
+        text = i18n.translated(detail, language)
+    if len(text) > MAX_DETAIL:
+        text = text[:MAX_DETAIL] + " [...]"
     body: dict[str, Any] = {
-        "type": f"urn:exchange:problem:{slug}",
-        "title": title,
+        "type": f"urn:exchange:problem:{title.lower().replace(' ', '-')}",
+        "title": i18n.translated(title, language),
         "status": status,
-        "detail": detail,
+        "detail": text,
     }
+    if isinstance(detail, Message):
+        body["code"] = detail.code
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return body
+
+
+def _headers(headers: Mapping[str, str] | None, language: Language) -> dict[str, str]:
+    return {**(headers or {}), "Content-Language": language}
+
+
+class _NegotiatedProblem(JSONResponse):
+    """A problem that picks its language when sent, from the scope's ``Accept-Language``."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | Message,
+        headers: Mapping[str, str] | None,
+        extra: Mapping[str, Any],
+    ) -> None:
+        self._problem = (status, title, detail, headers, extra)
+        super().__init__(
+            _body(status, title, detail, "en", extra),
+            status_code=status,
+            media_type=PROBLEM_JSON,
+            headers=_headers(headers, "en"),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        language = i18n.negotiate(Headers(scope=scope).get("accept-language"))
+        if language == "en":
+            await super().__call__(scope, receive, send)
+            return
+        status, title, detail, headers, extra = self._problem
+        localized = problem_response(
+            status, title, detail, language=language, headers=dict(headers or {}), **extra
+        )
+        await localized(scope, receive, send)
+
+
+def _language(request: Request) -> Language:
+    return i18n.negotiate(request.headers.get("accept-language"))
 
 
 async def _exchange_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.ExchangeError)
     status, title = status_of(exc)
+    language = _language(request)
     headers = {"WWW-Authenticate": 'Bearer realm="exchange"'} if status == 401 else None
-    extra: dict[str, Any] = dict(getattr(exc, "problem_extra", {}) or {})
+    extra: dict[str, Any] = dict(exc.problem_extra)
     if isinstance(exc, ReportValidationError):
-        return _invalid_rows(request, exc, status, title, extra)
-    return problem_response(status, title, str(exc), headers=headers, **extra)
+        return _invalid_rows(exc, status, title, language, extra)
+    detail = exc.message if exc.message is not None else str(exc)
+    return problem_response(status, title, detail, language=language, headers=headers, **extra)
 
 
 def _invalid_rows(
-    request: Request, exc: ReportValidationError, status: int, title: str, extra: dict[str, Any]
+    exc: ReportValidationError, status: int, title: str, language: Language, extra: dict[str, Any]
 ) -> JSONResponse:
     """A refused report: each error with its code, and sentences in the reader's language."""
-    language = i18n.negotiate(request.headers.get("accept-language"))
     extra["errors"] = [
         {
             "row": e.row,
@@ -140,10 +240,10 @@ def _invalid_rows(
     ]
     extra["total_errors"] = exc.total
     detail = i18n.summary(exc.errors, exc.total, language, exc.schema)
-    return problem_response(status, title, detail, headers={"Content-Language": language}, **extra)
+    return problem_response(status, title, detail, language=language, **extra)
 
 
-async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     issues = [
         {
@@ -152,24 +252,29 @@ async def _request_validation(_request: Request, exc: Exception) -> JSONResponse
         }
         for e in exc.errors()[:MAX_PARAMS]
     ]
-    detail = (
-        "; ".join(f"{i['location']}: {i['reason']}" for i in issues[:5]) or "the request is invalid"
+    # pydantic's reasons stay in its English; the sentence around them is translated
+    reasons = "; ".join(f"{i['location']}: {i['reason']}" for i in issues[:5])
+    detail: str | Message = reasons or Message.of("request_invalid")
+    return problem_response(
+        422, N_("Invalid request"), detail, language=_language(request), invalid_params=issues
     )
-    return problem_response(422, "Invalid request", detail, invalid_params=issues)
 
 
-async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else "the request could not be served"
-    title = {
-        400: "Bad request",
-        404: "Not found",
-        405: "Method not allowed",
-        408: "Request timeout",
-        415: "Unsupported media type",
-        431: "Request header fields too large",
-    }.get(exc.status_code, "HTTP error")
-    return problem_response(exc.status_code, title, detail, headers=dict(exc.headers or {}) or None)
+    detail: str | Message = (
+        exc.detail if isinstance(exc.detail, str) else "the request could not be served"
+    )
+    if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:  # the router's own
+        detail = Message.of("no_such_path")
+    title = _HTTP_TITLES.get(exc.status_code, N_("HTTP error"))
+    return problem_response(
+        exc.status_code,
+        title,
+        detail,
+        language=_language(request),
+        headers=dict(exc.headers or {}) or None,
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -177,7 +282,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
     )
     return problem_response(
-        500, "Internal error", "the node failed to answer; the operator can see why in its log"
+        500, N_("Internal error"), Message.of("internal_error"), language=_language(request)
     )
 
 

@@ -1,20 +1,23 @@
-"""Pushing a report file to a node in chunks, each chunk safe to send again.
+"""Pushing a report file to a node: one request when it is small, an upload session when not.
 
-A CSV is streamed: at most one chunk of rows is in memory, whatever the file's size. Each
-chunk carries an ``Idempotency-Key`` derived from the file's SHA-256 and the chunk's place,
-so an interrupted push can simply be run again: chunks the node already acknowledged are
-answered from its record and stored nothing new.
+A file of at most ``chunk_rows`` rows goes in one push with an ``Idempotency-Key`` derived
+from its SHA-256. A larger one goes through an upload session (``/v1/uploads``): the file
+is sent as it is, in parts of ``chunk_rows`` lines, then committed, so the node stores the
+whole file as one report or nothing, and names bad rows by the file's own line numbers.
+The session is opened under a key derived from the file, so an interrupted push can simply
+be run again: the node lists the parts it holds, and only the others are sent.
+
+A CSV is streamed: at most one part is in memory, whatever the file's size. JSON is read
+whole (a JSON array cannot be streamed with the standard library) and sent as JSON Lines.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +27,26 @@ import stamina
 from schemas.errors import ExchangeError
 
 DEFAULT_CHUNK_ROWS = 50_000
+#: A part is also cut at this size, and at the node's own limit if that is smaller.
+DEFAULT_PART_BYTES = 16 * 1024 * 1024
 
 
 class PushError(ExchangeError):
-    """The node refused a chunk, or could not be reached after retries."""
+    """The node refused the report, or could not be reached after retries."""
 
 
 class _Retryable(Exception):
-    """A 5xx or 429 answer: the chunk may be sent again under the same key."""
+    """A 5xx or 429 answer: the request may be sent again as it was."""
 
 
 @dataclass
 class PushResult:
     rows: int = 0
-    chunks: int = 0
-    replayed_chunks: int = 0
+    parts: int = 0  # requests that carried part of the file (1 for a single push)
+    parts_already_held: int = 0  # parts the node held from an interrupted run: not sent again
+    replayed: bool = False  # the node had stored this file before: nothing new was stored
     superseded_rows: int = 0
-    receipts: list[dict[str, Any]] = field(default_factory=list)
+    receipt: dict[str, Any] = field(default_factory=dict)
 
 
 def file_digest(path: Path) -> str:
@@ -51,60 +57,63 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _line_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[str, bytes, int]]:
-    """Chunks of whole lines, sent as they are in the file (no re-encoding).
+def _csv_parts(path: Path, rows: int, limit: int) -> Iterator[tuple[bytes, int]]:
+    """The file as it is, cut after every ``rows`` lines or before ``limit`` bytes.
 
-    A file with a quote may hold a quoted newline, so such files go through ``csv`` instead.
+    A cut may fall inside a quoted value or a long line: the node joins the parts before
+    it reads them. The header travels in the first part only.
     """
     with path.open("rb") as handle:
         header = handle.readline()
         if not header.strip():
             raise PushError(f"{path} is empty; the first row must name the fields")
-        while True:
-            lines = list(islice(handle, chunk_rows))
-            if not lines:
-                return
-            body = b"".join(lines)
-            if not body.endswith(b"\n"):
-                body += b"\n"
-            yield "text/csv", header + body, len(lines)
+        pending: list[bytes] = []
+        size = lines = 0
+        for line in chain([header], handle):
+            while size + len(line) > limit:  # a part full before its rows: cut in the line
+                room = limit - size
+                pending.append(line[:room])
+                yield b"".join(pending), lines
+                pending, size, lines, line = [], 0, 0, line[room:]
+            pending.append(line)
+            size += len(line)
+            lines += line is not header
+            if lines == rows:
+                yield b"".join(pending), lines
+                pending, size, lines = [], 0, 0
+        if pending:
+            yield b"".join(pending), lines
 
 
-def _quoted_csv_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[str, bytes, int]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        while rows := list(islice(reader, chunk_rows)):
-            out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-            yield "text/csv", out.getvalue().encode(), len(rows)
-
-
-def _json_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[str, bytes, int]]:
-    """JSON is read whole (a JSON array cannot be streamed with the standard library)."""
+def _json_document(path: Path) -> tuple[list[Any], dict[str, Any]]:
     document = json.loads(path.read_bytes())
     rows = document["rows"] if isinstance(document, dict) else document
     if not isinstance(rows, list):
         raise PushError(f"{path}: expected an array of rows or an object with 'rows'")
     extra = {k: v for k, v in document.items() if k != "rows"} if isinstance(document, dict) else {}
-    for start in range(0, len(rows), chunk_rows):
-        part = rows[start : start + chunk_rows]
-        yield "application/json", json.dumps({**extra, "rows": part}).encode(), len(part)
+    return rows, extra
 
 
-def _has_quotes(path: Path) -> bool:
+def _json_parts(rows: list[Any], per_part: int, limit: int) -> Iterator[tuple[bytes, int]]:
+    """JSON Lines, ``per_part`` rows (and at most ``limit`` bytes) a part."""
+    pending: list[bytes] = []
+    size = 0
+    for row in rows:
+        line = json.dumps(row, ensure_ascii=False).encode() + b"\n"
+        if pending and (len(pending) == per_part or size + len(line) > limit):
+            yield b"".join(pending), len(pending)
+            pending, size = [], 0
+        pending.append(line)
+        size += len(line)
+    if pending:
+        yield b"".join(pending), len(pending)
+
+
+def _fits_one_push(path: Path, chunk_rows: int, part_bytes: int) -> bool:
+    if path.stat().st_size > part_bytes:
+        return False
     with path.open("rb") as handle:
-        return any(b'"' in block for block in iter(lambda: handle.read(1 << 20), b""))
-
-
-def chunks_of(path: Path, chunk_rows: int) -> Iterator[tuple[str, bytes, int]]:
-    if path.suffix.lower() == ".json":
-        return _json_chunks(path, chunk_rows)
-    if _has_quotes(path):
-        return _quoted_csv_chunks(path, chunk_rows)
-    return _line_chunks(path, chunk_rows)
+        return sum(1 for _ in islice(handle, chunk_rows + 2)) <= chunk_rows + 1
 
 
 def push_file(
@@ -114,52 +123,137 @@ def push_file(
     schema_id: str,
     path: Path,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    part_bytes: int = DEFAULT_PART_BYTES,
     dry_run: bool = False,
     on_chunk: Callable[[int], None] | None = None,
 ) -> PushResult:
-    """Send ``path`` to the node behind ``client`` (its base URL set); stop at the first refusal."""
-    prefix = file_digest(path)[:32]
+    """Send ``path`` to the node behind ``client`` (its base URL set) as one report."""
+    auth = {"Authorization": f"Bearer {token}"}
+    digest = file_digest(path)
+    is_json = path.suffix.lower() == ".json"
+    if is_json:
+        rows, extra = _json_document(path)
+        if len(rows) <= chunk_rows:
+            body = json.dumps({**extra, "rows": rows}).encode()
+            return _push_once(
+                client,
+                schema_id,
+                body,
+                "application/json",
+                auth,
+                digest,
+                dry_run,
+                len(rows),
+                on_chunk,
+            )
+    elif _fits_one_push(path, chunk_rows, part_bytes):
+        body = path.read_bytes()
+        lines = max(body.count(b"\n") - 1, 0)
+        return _push_once(
+            client, schema_id, body, "text/csv", auth, digest, dry_run, lines, on_chunk
+        )
+    opened = _send(
+        client,
+        "POST",
+        "/v1/uploads",
+        headers={**auth, "Idempotency-Key": f"{digest[:32]}-{chunk_rows}-upload"},
+        json_body={
+            "schema_id": schema_id,
+            "media_type": "application/x-ndjson" if is_json else "text/csv",
+            **(
+                {"generated_at": extra["generated_at"]}
+                if is_json and "generated_at" in extra
+                else {}
+            ),
+        },
+    )
+    upload = f"/v1/uploads/{opened['upload_id']}"
     result = PushResult()
-    for index, (content_type, body, rows) in enumerate(chunks_of(path, chunk_rows)):
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": content_type,
-            "Idempotency-Key": f"{prefix}-{chunk_rows}-{index}",
-        }
-        receipt = _send(client, f"/v1/reports/{schema_id}", body, headers, dry_run)
-        result.rows += rows
-        result.chunks += 1
-        result.replayed_chunks += int(receipt.get("replayed", False))
-        result.superseded_rows += int(receipt.get("superseded_rows", 0))
-        result.receipts.append(receipt)
+    if opened["state"] == "committed":  # an earlier run stored it: the commit answers again
+        return _result(result, _send(client, "POST", f"{upload}/commit", headers=auth))
+    held = {p["number"]: p["sha256"] for p in opened["parts"]}
+    limit = min(part_bytes, int(opened["max_part_bytes"]))
+    parts = _json_parts(rows, chunk_rows, limit) if is_json else _csv_parts(path, chunk_rows, limit)
+    for number, (data, lines) in enumerate(parts, 1):
+        if held.get(number) == hashlib.sha256(data).hexdigest():
+            result.parts_already_held += 1
+        else:
+            _send(client, "PUT", f"{upload}/parts/{number}", headers=auth, content=data)
+        result.parts = number
         if on_chunk is not None:
-            on_chunk(rows)
+            on_chunk(lines)
+    receipt = _send(
+        client,
+        "POST",
+        f"{upload}/commit",
+        headers=auth,
+        json_body={"parts": result.parts, "sha256": digest if not is_json else None},
+        params={"dry_run": "true"} if dry_run else None,
+    )
+    return _result(result, receipt)
+
+
+def _push_once(
+    client: httpx2.Client,
+    schema_id: str,
+    body: bytes,
+    content_type: str,
+    auth: dict[str, str],
+    digest: str,
+    dry_run: bool,
+    rows: int,
+    on_chunk: Callable[[int], None] | None,
+) -> PushResult:
+    receipt = _send(
+        client,
+        "POST",
+        f"/v1/reports/{schema_id}",
+        headers={**auth, "Content-Type": content_type, "Idempotency-Key": digest[:32]},
+        content=body,
+        params={"dry_run": "true"} if dry_run else None,
+    )
+    if on_chunk is not None:
+        on_chunk(rows)
+    return _result(PushResult(parts=1), receipt)
+
+
+def _result(result: PushResult, receipt: dict[str, Any]) -> PushResult:
+    result.rows = int(receipt["rows"])
+    result.replayed = bool(receipt.get("replayed", False))
+    result.superseded_rows = int(receipt.get("superseded_rows", 0))
+    result.receipt = receipt
     return result
 
 
 @stamina.retry(on=(httpx2.TransportError, _Retryable), attempts=5, timeout=120)
-def _post(
-    client: httpx2.Client, url: str, body: bytes, headers: dict[str, str], dry_run: bool
-) -> httpx2.Response:
-    response = client.post(
-        url, content=body, headers=headers, params={"dry_run": "true"} if dry_run else None
-    )
+def _request(client: httpx2.Client, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+    response = client.request(method, url, **kwargs)
     if response.status_code >= 500 or response.status_code == 429:
         raise _Retryable(f"{response.status_code} from {url}")
     return response
 
 
 def _send(
-    client: httpx2.Client, url: str, body: bytes, headers: dict[str, str], dry_run: bool
+    client: httpx2.Client,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    content: bytes | None = None,
+    json_body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """One request, retried on transport errors and 5xx; every such request is safe to repeat."""
     try:
-        response = _post(client, url, body, headers, dry_run)
+        response = _request(
+            client, method, url, headers=headers, content=content, json=json_body, params=params
+        )
     except (httpx2.TransportError, _Retryable) as exc:
         raise PushError(f"could not push to {client.base_url}{url}: {exc}") from None
     if response.status_code not in (200, 201):
         raise PushError(_describe_refusal(response))
-    receipt: dict[str, Any] = response.json()
-    return receipt
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def _describe_refusal(response: httpx2.Response) -> str:
@@ -173,4 +267,7 @@ def _describe_refusal(response: httpx2.Response) -> str:
             f"  row {error['row']}, {error['field']}={error['value']!r}: {error['detail']}"
             f" [{error['code']}]"
         )
+    more = problem.get("total_errors", 0) - len(problem.get("errors") or [])
+    if more > 0:
+        lines.append(f"  ... and {more} more")
     return "\n".join(lines)

@@ -164,7 +164,7 @@ def _outcome(
         made = releases.release(node, partner_id=partner.peer_id, query=query, now=now)
     except ExchangeError as exc:
         status, title = problems.status_of(exc)
-        extra = dict(getattr(exc, "problem_extra", {}) or {})
+        extra = dict(exc.problem_extra)
         return status, problems.PROBLEM_JSON, _problem(status, title, str(exc), **extra)
     document = release_document(node, partner, made.as_document(), checkpoint=checkpoint)
     return 200, "application/json", _json(document)

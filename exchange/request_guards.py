@@ -27,6 +27,7 @@ from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exchange.problems import problem_response
+from schemas.errors import Message
 
 #: Our bearer tokens are under 100 characters; a DHIS2 ``ApiToken`` is about as long.
 MAX_AUTHORIZATION = 4096
@@ -64,8 +65,7 @@ class RequestGuardMiddleware:
             return problem_response(
                 415,
                 "Unsupported media type",
-                "this node reads no Content-Encoding (gzip, deflate, br): send the body "
-                "uncompressed",
+                Message.of("content_encoding_not_read"),
             )
         length = headers.get(b"content-length")
         if length is not None and not (length.isdigit() and len(length) <= 18):

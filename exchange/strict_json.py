@@ -5,7 +5,9 @@ length (thousands of digits cost quadratic time, and past 4,300 raise a bare ``V
 ``NaN`` and ``Infinity`` (not JSON), lone UTF-16 surrogates from ``\\ud800`` escapes (which
 later fail to encode, anywhere the text is stored or echoed) and nesting deep enough to
 exhaust the recursion limit (the C scanner stops at the interpreter's recursion limit, about
-a thousand levels, before using memory out of proportion). Each becomes a ``StrictJsonError`` that says what is wrong.
+a thousand levels, before using memory out of proportion). Each becomes a ``StrictJsonError``
+that says what is wrong, as a coded ``Message`` the problem handler renders in the caller's
+language (the decoder's own reason for malformed JSON stays in Python's English words).
 
 The common body pays for little: the duplicate check is one C-level ``dict`` per object,
 the integer bound runs only when the body holds a long run of digits, and the surrogate
@@ -18,6 +20,8 @@ import json
 import re
 from typing import Any
 
+from schemas.errors import Message, Param
+
 #: An int64 has 19 digits; a longer literal is no count this node could store.
 MAX_INT_DIGITS = 19
 
@@ -26,7 +30,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class StrictJsonError(ValueError):
-    """The body is not JSON this node reads; the message says why and is safe to show."""
+    """The body is not JSON this node reads; ``message`` says why and is safe to show."""
+
+    def __init__(self, code: str, **params: Param) -> None:
+        self.message = Message.of(code, **params)
+        super().__init__(self.message.english())
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -34,20 +42,18 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(document) != len(pairs):
         seen: set[str] = set()
         key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise StrictJsonError(f"the key {_shown(key)} appears twice in one object")
+        raise StrictJsonError("json_duplicate_key", key=_shown(key))
     return document
 
 
 def _integer(literal: str) -> int:
     if len(literal.lstrip("-")) > MAX_INT_DIGITS:
-        raise StrictJsonError(
-            f"an integer of {len(literal)} digits; at most {MAX_INT_DIGITS} are read"
-        )
+        raise StrictJsonError("json_long_integer", digits=len(literal), maximum=MAX_INT_DIGITS)
     return int(literal)
 
 
 def _constant(name: str) -> float:
-    raise StrictJsonError(f"{name} is not a JSON value")
+    raise StrictJsonError("json_not_a_value", name=name)
 
 
 def _shown(text: str, limit: int = 40) -> str:
@@ -61,7 +67,7 @@ def loads(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise StrictJsonError(f"the body is not UTF-8 (byte {exc.start} is invalid)") from None
+        raise StrictJsonError("json_not_utf8", byte=exc.start) from None
     long_digits = _LONG_DIGITS.search(body) is not None
     try:
         document = json.loads(
@@ -71,17 +77,15 @@ def loads(body: bytes) -> Any:
             parse_int=_integer if long_digits else None,
         )
     except RecursionError:
-        raise StrictJsonError(
-            "the JSON nests too deeply; no request body of this API nests more than a few levels"
-        ) from None
+        raise StrictJsonError("json_too_deep") from None
     except json.JSONDecodeError as exc:
-        raise StrictJsonError(
-            f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        raise StrictJsonError(  # the decoder's reason stays in Python's words
+            "json_malformed", reason=exc.msg, line=exc.lineno, column=exc.colno
         ) from None
     except StrictJsonError:
         raise
     except ValueError as exc:  # an over-long number the bound did not catch (a float)
-        raise StrictJsonError(f"the body holds a number this node cannot read: {exc}") from None
+        raise StrictJsonError("json_bad_number", reason=str(exc)) from None
     if "\\u" in text:
         _check_surrogates(document)
     return document
@@ -104,6 +108,4 @@ def _check_surrogates(document: Any) -> None:
 
 
 def _surrogate(text: str) -> StrictJsonError:
-    return StrictJsonError(
-        f"the text {_shown(text)} holds a lone UTF-16 surrogate escape; it is not a character"
-    )
+    return StrictJsonError("json_lone_surrogate", text=_shown(text))

@@ -56,28 +56,24 @@ async def read_body(request: Request, limit: int, *, deadline: float = BODY_DEAD
         async with asyncio.timeout(deadline):
             return await _read_body(request, limit)
     except TimeoutError:
-        raise RequestTimeoutError(
-            f"the body did not arrive within {deadline:g} seconds; send it again"
-        ) from None
+        raise RequestTimeoutError.coded("body_deadline", seconds=f"{deadline:g}") from None
     except ClientDisconnect:
         log.info("client hung up mid-body on %s %s", request.method, request.url.path)
-        raise ClientDisconnectedError("the client closed the connection mid-body") from None
+        raise ClientDisconnectedError.coded("client_disconnected") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(
-            f"the body is {declared} bytes; this node accepts at most {limit} bytes per push"
+        raise PayloadTooLargeError.coded(
+            "body_too_large_declared", declared=int(declared), limit=limit
         )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(
-                f"the body exceeds {limit} bytes; split the report into smaller pushes"
-            )
+            raise PayloadTooLargeError.coded("body_too_large", limit=limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -99,9 +95,7 @@ def media_type(request: Request) -> str:
         name, _, value = parameter.partition("=")
         charset = value.strip().strip('"').lower()
         if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
-            raise UnsupportedMediaTypeError(
-                f"charset {_cut(charset)!r} is not read here; send UTF-8"
-            )
+            raise UnsupportedMediaTypeError.coded("charset_not_read", charset=repr(_cut(charset)))
     return kind.strip().lower()
 
 
@@ -117,8 +111,8 @@ def parse_report(
         return _parse_csv(body, schema, ctx)
     if content_type == "application/json" or content_type.endswith("+json"):
         return _parse_json(body, schema, ctx)
-    raise UnsupportedMediaTypeError(
-        f"Content-Type '{_cut(content_type) or '(none)'}' is not read here; send application/json or text/csv"
+    raise UnsupportedMediaTypeError.coded(
+        "content_type_not_read", content_type=_cut(content_type) or "(none)"
     )
 
 
@@ -126,12 +120,14 @@ def _parse_csv(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Bat
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"the CSV is not UTF-8 (byte {exc.start} is invalid)") from None
+        raise InvalidInputError.coded("csv_not_utf8", byte=exc.start) from None
     first_line = text[: text.find("\n")] if "\n" in text else text
     if first_line.count(",") >= MAX_COLUMNS:
-        raise ReportShapeError(
-            f"the header has {first_line.count(',') + 1} columns; {schema.id} has "
-            f"{len(schema.fields)} fields"
+        raise ReportShapeError.coded(
+            "csv_too_many_columns",
+            columns=first_line.count(",") + 1,
+            schema=schema.id,
+            fields=len(schema.fields),
         )
     if '"' not in text and "\r" not in text:
         return _parse_plain_csv(text, schema, ctx)
@@ -146,9 +142,9 @@ def _parse_csv(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Bat
                 lines.append(start)
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise InvalidInputError(f"the CSV cannot be read: {exc}") from None
+        raise InvalidInputError.coded("csv_unreadable", reason=str(exc)) from None
     if not rows:
-        raise InvalidInputError("the CSV is empty; the first row names the fields")
+        raise InvalidInputError.coded("csv_empty")
     header = [h.strip() for h in rows[0]]
     return from_csv_rows(schema, header, rows[1:], ctx, lines=lines[1:])
 
@@ -167,7 +163,7 @@ def _parse_plain_csv(text: str, schema: ReportSchema, ctx: ValidationContext) ->
     elif split and not split[-1]:
         split.pop()
     if not split:
-        raise InvalidInputError("the CSV is empty; the first row names the fields")
+        raise InvalidInputError.coded("csv_empty")
     header = [h.strip() for h in split[0].split(",")]
     data = split[1:]
     lines = numbers[1:] if numbers is not None else None
@@ -185,7 +181,7 @@ def _parse_json(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Ba
     try:
         document = strict_json.loads(body)
     except strict_json.StrictJsonError as exc:
-        raise InvalidInputError(str(exc)) from None
+        raise InvalidInputError(exc.message) from None
     if isinstance(document, list):
         document = {"rows": document}
     try:

@@ -8,6 +8,11 @@ with a consistency proof from N to that size. The puller checks and records it w
 ``nodes.audit.witness``: a peer that rewrote or rolled back its log is flagged, with the
 signed lines as evidence. A release is never refused for its checkpoint: the data is
 judged by its signature, the peer's honesty about its history separately.
+
+A node that declared new epochs of its log (`nodes.audit.epoch`) also sends ``epochs``: each
+signed statement with a consistency proof from the restored tree it names to the checkpoint
+sent. A witness that held the abandoned checkpoint then records a declared gap instead of
+flagging (`nodes.audit.witness`). Nodes that never declared one send no ``epochs`` key.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from nodes import peers
-from nodes.audit import queries, signer, verifier, witness
+from nodes.audit import epoch, queries, signer, verifier, witness
 from nodes.audit.checkpoint import parse_signed_checkpoint
 from nodes.audit.errors import AuditError
 from nodes.database import writing
@@ -51,7 +56,40 @@ def checkpoint_document(node: Node, since: int | None) -> dict[str, Any]:
             proof = {"from": since, "to": size, "proof": [p.hex() for p in found.proof]}
         except ExchangeError:
             proof = None  # a size we never signed: the puller will see no proof
-    return {"checkpoint": signed.to_line().decode(), "consistency_proof": proof}
+    document: dict[str, Any] = {"checkpoint": signed.to_line().decode(), "consistency_proof": proof}
+    statements = epoch.read_all(node.settings.keys_dir)
+    if statements:
+        document["epochs"] = [_served(node, s, size) for s in statements]
+    return document
+
+
+def _served(node: Node, statement: epoch.EpochStatement, size: int) -> dict[str, Any]:
+    """A statement with the proof that the tree of ``size`` extends the one it goes on from."""
+    restored = statement.fields["restored_tree_size"]
+    hashes: list[str] | None = None
+    if restored <= size:
+        try:
+            found = queries.consistency(node.engine, first=restored, second=size)
+            hashes = [p.hex() for p in found.proof]
+        except ExchangeError:
+            hashes = None  # a later epoch left this one behind: no proof from its tree
+    return {**statement.to_json(), "consistency_proof": hashes}
+
+
+def served_epochs(document: dict[str, Any]) -> list[witness.ServedEpoch]:
+    """The epoch statements in a peer's document; malformed ones are skipped (logged)."""
+    found: list[witness.ServedEpoch] = []
+    raw = document.get("epochs")
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            statement = epoch.parse(item)
+            proof = item.get("consistency_proof")
+            hashes = None if proof is None else [bytes.fromhex(h) for h in proof]
+        except (AuditError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("an epoch statement in a peer's document is malformed: %s", exc)
+            continue
+        found.append(witness.ServedEpoch(statement=statement, proof=hashes))
+    return found
 
 
 def last_size(node: Node, peer_id: str) -> int:
@@ -83,7 +121,13 @@ def record(
             hashes = [bytes.fromhex(h) for h in proof.get("proof", [])]
         with writing(node.engine) as conn:
             return witness.record_peer_checkpoint(
-                conn, peer_id=peer_id, public_key=keys[0], line=line.encode(), proof=hashes, now=now
+                conn,
+                peer_id=peer_id,
+                public_key=keys[0],
+                line=line.encode(),
+                proof=hashes,
+                now=now,
+                epochs=served_epochs(document),
             )
     except (AuditError, ValueError, TypeError) as exc:
         log.warning("checkpoint from peer %s not recorded: %s", peer_id, exc)

@@ -17,7 +17,10 @@ Two things the backup cannot know are then taken from outside it:
   with the verifier against the anchor), the entries lost since the backup are appended back
   verbatim: they hash to the same tree, so the log extends every checkpoint the node ever
   published. Without one, the restored log does not extend the anchor and the node refuses
-  to start (`nodes.audit.startup`) until it is restored again with an export.
+  to start (`nodes.audit.startup`) until it is restored again with an export, or until the
+  operator declares the gap: ``new_epoch`` starts a new epoch of the log with a signed
+  statement naming the checkpoint it can no longer extend and the entries lost
+  (`nodes.audit.epoch`), which witnesses and auditors see.
 
 Every restore that reconciles writes a ``node.restore`` entry naming what it did.
 """
@@ -44,9 +47,10 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.engine import make_url
 
 from nodes import ledger, migrate
-from nodes.audit import anchor, signer, verifier
-from nodes.audit.checkpoint import SignedCheckpoint
+from nodes.audit import anchor, epoch, signer, verifier
+from nodes.audit.checkpoint import SignedCheckpoint, verify_checkpoint
 from nodes.audit.entry import GENESIS_PREV
+from nodes.audit.epoch import EpochStatement
 from nodes.audit.errors import LogIntegrityError
 from nodes.audit.log import append, read_head
 from nodes.audit.startup import known_public_keys, open_log
@@ -74,6 +78,7 @@ class Restored:
     appended: int
     raised: list[tuple[str, int, int]] = field(default_factory=list)
     missing: str = ""
+    epoch: EpochStatement | None = None  # the new epoch declared, if one was
 
 
 def take(settings: NodeSettings, out: Path, *, actor: str, now: datetime) -> dict[str, Any]:
@@ -240,11 +245,22 @@ def read_manifest(backup: Path, keys_dir: Path) -> dict[str, Any]:
 
 
 def restore(
-    backup: Path, settings: NodeSettings, *, export: Path | None, actor: str, now: datetime
+    backup: Path,
+    settings: NodeSettings,
+    *,
+    export: Path | None,
+    actor: str,
+    now: datetime,
+    new_epoch: bool = False,
 ) -> Restored:
     """Put the backup's database back under ``settings`` (the node must be stopped), raise
     the ledger to the anchored totals and reconcile the log. Raises BackupError or
-    LogIntegrityError (a damaged anchor or export: nothing is appended then)."""
+    LogIntegrityError (a damaged anchor or export: nothing is appended then).
+
+    When entries the anchored checkpoint covers are still missing (no export, or none
+    covering it), ``new_epoch`` declares a new epoch (`nodes.audit.epoch.declare`) and the
+    node may start; without it `Restored.missing` says what is missing.
+    """
     keys_dir = settings.keys_dir
     manifest = read_manifest(backup, keys_dir)
     if manifest["node_id"] != settings.node_id:
@@ -272,13 +288,27 @@ def restore(
             head = read_head(conn)
             size = 0 if head is None else head.size
         missing = ""
-        if held is not None and size < held.checkpoint.tree_size:
+        declared = None
+        if held is not None and size < held.checkpoint.tree_size and new_epoch:
+            verify_checkpoint(keys[held.checkpoint.key_id], held)  # the gap names a real one
+            current = load_current(keys_dir)
+            declared = epoch.declare(
+                engine,
+                keys_dir=keys_dir,
+                private_key=current.private_key,
+                abandoned=held,
+                actor=actor,
+                now=now,
+            )
+            size = _head_size(engine)
+        elif held is not None and size < held.checkpoint.tree_size:
             missing = (
                 f"the restored log holds {size} entries but the newest checkpoint this node "
                 f"signed covers {held.checkpoint.tree_size}: entries seq {size}.."
                 f"{held.checkpoint.tree_size - 1} are missing. The node refuses to start "
                 "until they are put back: run 'exchange restore' again with --export and an "
-                f"audit export covering at least {held.checkpoint.tree_size} entries"
+                f"audit export covering at least {held.checkpoint.tree_size} entries, or, if "
+                "none exists, with --new-epoch to declare the gap in a signed statement"
             )
             return Restored(log_size=size, appended=appended, raised=raised, missing=missing)
         with writing(engine) as conn:
@@ -289,20 +319,37 @@ def restore(
                 action="node.restore",
                 resource="log:audit",
                 outcome="allowed",
-                reason=_reason(manifest, appended, raised),
+                reason=_reason(manifest, appended, raised, declared),
                 now=now,
             )
         open_log(engine, node_id=settings.node_id, keys_dir=keys_dir)
-        return Restored(log_size=size, appended=appended, raised=raised)
+        return Restored(log_size=size, appended=appended, raised=raised, epoch=declared)
     finally:
         engine.dispose()
 
 
-def _reason(manifest: dict[str, Any], appended: int, raised: list[tuple[str, int, int]]) -> str:
+def _head_size(engine: Engine) -> int:
+    with reading(engine) as conn:
+        head = read_head(conn)
+    return 0 if head is None else head.size
+
+
+def _reason(
+    manifest: dict[str, Any],
+    appended: int,
+    raised: list[tuple[str, int, int]],
+    declared: EpochStatement | None = None,
+) -> str:
     budgets = "; ".join(f"{what} raised from {a} to {b} micro-epsilon" for what, a, b in raised)
+    lost = ""
+    if declared is not None:
+        lost = (
+            f"{declared.fields['entries_lost']} entries lost for good: new epoch declared "
+            f"({declared.digest}); "
+        )
     return (
         f"restored the backup taken at {manifest['taken_at']} (log size {manifest['log_size']}); "
-        f"{appended} entries put back from an audit export; "
+        f"{appended} entries put back from an audit export; {lost}"
         + (budgets or "no budget account was behind the anchored totals")
         + "; reports pushed after the backup are lost and must be pushed again"
     )

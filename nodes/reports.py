@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from itertools import repeat
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 from sqlalchemy import (
     Column,
@@ -50,7 +51,12 @@ from nodes.database import reading, writing
 from nodes.tables import cell_tables, reports
 from nodes.tokens import TokenRecord
 from schemas.errors import ConflictError, ForbiddenError, NotFoundError
+from schemas.gazetteer import Gazetteer
+from schemas.model import ReportSchema
 from schemas.validation import Batch
+
+#: A key column with more distinct values than this is not listed in a probe or lock set.
+MAX_DISTINCT = 30_000  # below SQLite's 32,766 bound parameters
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,60 @@ class StoredReport:
     replayed: bool = False  # an earlier push with the same idempotency key answered this one
 
 
+@dataclass(frozen=True)
+class Report:
+    """A validated report as ``store`` takes it: what it states, and its rows in batches.
+
+    A push is one batch in memory. A committed upload session is many, read back in turn
+    inside the storing transaction, so the file is never in memory whole; what the store
+    needs before the rows (distinct key values to lock and probe, areas, the count) is
+    gathered while it was validated. ``distinct[k]`` is None when key column ``k`` had more
+    than ``MAX_DISTINCT`` values (then the store locks the schema and skips the probe); the
+    areas are always listed (there are no more than the gazetteer holds).
+    """
+
+    schema: ReportSchema
+    rows: int
+    content_sha256: str
+    generated_at: dt.datetime | None
+    gazetteer: Gazetteer | None
+    distinct: dict[str, frozenset[object] | None]
+    batches: Callable[[Connection], Iterable[Batch]]
+
+    @classmethod
+    def of(cls, batch: Batch) -> Report:
+        return cls(
+            schema=batch.schema,
+            rows=batch.rows,
+            content_sha256=batch.content_sha256(),
+            generated_at=batch.generated_at,
+            gazetteer=batch.gazetteer,
+            distinct={
+                k: distinct(batch.schema, k, batch.columns[k])
+                for k in summarized_columns(batch.schema)
+            },
+            batches=lambda _conn: (batch,),
+        )
+
+
+def summarized_columns(schema: ReportSchema) -> tuple[str, ...]:
+    """The key columns whose distinct values ``Report.distinct`` holds: the area, and the
+    first two of the cell key (the probe's), which include the lock's column."""
+    wanted = [*schema.cell_key[:2], *([schema.area_key] if schema.area_key else [])]
+    lock = next((k for k in schema.cell_key if k != schema.area_key), None)
+    if lock is not None:
+        wanted.append(lock)
+    return tuple(dict.fromkeys(wanted))
+
+
+def distinct(
+    schema: ReportSchema, column: str, values: Iterable[object]
+) -> frozenset[object] | None:
+    """The distinct values of a summarized column, or None past ``MAX_DISTINCT`` (not areas)."""
+    found = frozenset(values)
+    return found if column == schema.area_key or len(found) <= MAX_DISTINCT else None
+
+
 class IdempotencyConflictError(ConflictError):
     """An idempotency key was reused for a different report."""
 
@@ -73,34 +133,42 @@ class IdempotencyConflictError(ConflictError):
 def store(
     engine: Engine,
     *,
-    batch: Batch,
+    batch: Batch | Report,
     token: TokenRecord,
     idempotency_key: str | None,
     now: dt.datetime,
     dry_run: bool = False,
+    then: Callable[[Connection, StoredReport], None] | None = None,
 ) -> StoredReport:
-    """Store a validated report in one transaction; return only after it is committed."""
-    if not token.may_push(batch.schema.id):
-        refuse_push(engine, token=token, schema_id=batch.schema.id, now=now)
-    content = batch.content_sha256()
-    pairs = _overlapping_pairs(batch)  # pure Python: before any transaction or lock
+    """Store a validated report in one transaction; return only after it is committed.
+
+    ``then`` runs last in the same transaction, with the stored report (an upload session
+    marks itself committed there, so the two happen together or not at all).
+    """
+    report = batch if isinstance(batch, Report) else Report.of(batch)
+    if not token.may_push(report.schema.id):
+        refuse_push(engine, token=token, schema_id=report.schema.id, now=now)
+    content = report.content_sha256
+    pairs = _overlapping_pairs(report)  # pure Python: before any transaction or lock
     for _attempt in range(2):
         try:
             with writing(engine, dry_run=dry_run) as conn:
                 earlier = _find_by_key(conn, token, idempotency_key)
                 if earlier is not None:
-                    replayed = _replay(earlier, batch.schema.id, content)
+                    replayed = _replay(earlier, report.schema.id, content)
                     _log_push(conn, replayed, token=token, now=now)
                     return replayed
-                return _insert(
+                stored = _insert(
                     conn,
-                    batch=batch,
+                    report=report,
                     token=token,
                     key=idempotency_key,
-                    content=content,
                     pairs=pairs,
                     now=now,
                 )
+                if then is not None:
+                    then(conn, stored)
+                return stored
         except IntegrityError:
             # A concurrent push with the same key won the race (PostgreSQL); answer as it did.
             if idempotency_key is None:
@@ -129,14 +197,13 @@ def _replay(earlier: StoredReport, schema_id: str, content: str) -> StoredReport
 def _insert(
     conn: Connection,
     *,
-    batch: Batch,
+    report: Report,
     token: TokenRecord,
     key: str | None,
-    content: str,
     pairs: list[tuple[str, str]] | None,
     now: dt.datetime,
 ) -> StoredReport:
-    schema = batch.schema
+    schema = report.schema
     table = cell_tables[schema.id]
     columns = schema.stored_columns
     postgresql = conn.dialect.name == "postgresql"
@@ -144,20 +211,20 @@ def _insert(
         # Unlocked: the rows go to a staging table private to this connection, and the pairs
         # of overlapping areas to theirs. Then serialize the writers of these cells, so that
         # two corrections of a cell cannot both stay current, from the report's id to commit.
-        staged = _stage(conn, table, columns, batch)
+        staged = _stage(conn, table, columns, report.batches(conn))
         if pairs is not None:
             _load_pairs(conn, pairs)
-        _lock_cells(conn, table, batch)
+        _lock_cells(conn, table, report)
     report_id = conn.execute(
         reports.insert()
         .values(
             schema_id=schema.id,
             token_id=token.id,
             received_at=now,
-            generated_at=batch.generated_at,
+            generated_at=report.generated_at,
             idempotency_key=key,
-            content_sha256=content,
-            row_count=batch.rows,
+            content_sha256=report.content_sha256,
+            row_count=report.rows,
             superseded_rows=0,
         )
         .returning(reports.c.id)
@@ -172,10 +239,11 @@ def _insert(
             {"report_id": report_id},
         )
     else:
-        rows = zip(repeat(report_id), *(batch.columns[c] for c in columns), strict=False)
-        insert_rows(conn, table, ("report_id", *columns), rows)
+        for batch in report.batches(conn):
+            rows = zip(repeat(report_id), *(batch.columns[c] for c in columns), strict=False)
+            insert_rows(conn, table, ("report_id", *columns), rows)
     superseded = _supersede(
-        conn, table, report_id, batch, pairs, pairs_loaded=postgresql and pairs is not None
+        conn, table, report_id, report, pairs, pairs_loaded=postgresql and pairs is not None
     )
     if superseded:
         conn.execute(
@@ -187,8 +255,8 @@ def _insert(
         token_name=token.name,
         received_at=now,
         idempotency_key=key,
-        content_sha256=content,
-        rows=batch.rows,
+        content_sha256=report.content_sha256,
+        rows=report.rows,
         superseded_rows=superseded,
     )
     _log_push(conn, stored, token=token, now=now)  # last: the head lock is held to commit
@@ -243,7 +311,7 @@ def refuse_push(
     raise ForbiddenError(message)
 
 
-def _lock_cells(conn: Connection, table: Table, batch: Batch) -> None:
+def _lock_cells(conn: Connection, table: Table, report: Report) -> None:
     """Take the advisory locks that every push stating one of these cells takes (PostgreSQL).
 
     Overlapping cells have equal values in every key column but the area, so the values of
@@ -254,12 +322,9 @@ def _lock_cells(conn: Connection, table: Table, batch: Batch) -> None:
     lock exclusively instead. The two-key and one-key advisory lock spaces do not overlap.
     """
     schema_lock = zlib.crc32(table.name.encode())
-    column = next((k for k in batch.schema.cell_key if k != batch.schema.area_key), None)
-    buckets = (
-        sorted({zlib.crc32(str(v).encode()) % _BUCKETS for v in batch.columns[column]})
-        if column is not None
-        else []
-    )
+    column = next((k for k in report.schema.cell_key if k != report.schema.area_key), None)
+    values = report.distinct[column] if column is not None else None
+    buckets = sorted({zlib.crc32(str(v).encode()) % _BUCKETS for v in values or ()})
     if not buckets or len(buckets) > _MAX_BUCKET_LOCKS:
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": schema_lock})
         return
@@ -276,17 +341,21 @@ _BUCKETS = 4096
 _MAX_BUCKET_LOCKS = 32
 
 
-def _overlapping_pairs(batch: Batch) -> list[tuple[str, str]] | None:
+def _overlapping_pairs(report: Report) -> list[tuple[str, str]] | None:
     """Pairs (area in the report, area it overlaps), or None for a schema without areas."""
-    area = batch.schema.area_key
+    area = report.schema.area_key
     if area is None:
         return None
-    if batch.gazetteer is None:
-        raise ValueError(f"{batch.schema.id}: a batch with areas must name its gazetteer")
-    return batch.gazetteer.overlapping(cast(list[str], batch.columns[area]))
+    if report.gazetteer is None:
+        raise ValueError(f"{report.schema.id}: a report with areas must name its gazetteer")
+    areas = report.distinct[area]
+    assert areas is not None, "areas are always listed"
+    return report.gazetteer.overlapping(str(a) for a in areas)
 
 
-def _stage(conn: Connection, table: Table, columns: tuple[str, ...], batch: Batch) -> Table:
+def _stage(
+    conn: Connection, table: Table, columns: tuple[str, ...], batches: Iterable[Batch]
+) -> Table:
     """COPY the report's rows into a temporary table private to the connection (PostgreSQL)."""
     staged = Table(f"staged_{table.name}", MetaData())
     names = ", ".join(columns)
@@ -297,7 +366,8 @@ def _stage(conn: Connection, table: Table, columns: tuple[str, ...], batch: Batc
         f"SELECT {names} FROM {table.name} WITH NO DATA"
     )
     driver.execute(f"DELETE FROM {staged.name}")  # noqa: S608 (rows of an earlier commit)
-    insert_rows(conn, staged, columns, zip(*(batch.columns[c] for c in columns), strict=False))
+    for batch in batches:
+        insert_rows(conn, staged, columns, zip(*(batch.columns[c] for c in columns), strict=False))
     return staged
 
 
@@ -305,7 +375,7 @@ def _supersede(
     conn: Connection,
     table: Any,
     report_id: int,
-    batch: Batch,
+    report: Report,
     pairs: list[tuple[str, str]] | None,
     *,
     pairs_loaded: bool,
@@ -319,15 +389,13 @@ def _supersede(
     report's areas and the areas they overlap go into a temporary table of pairs, and one
     UPDATE joins new rows, pairs and older current rows on the rest of the key.
     """
-    cell_key = batch.schema.cell_key
-    area = batch.schema.area_key
+    cell_key = report.schema.cell_key
+    area = report.schema.area_key
     pairs = pairs or []
     prefix = cell_key[:2]
-    distinct = [
-        sorted({b for _a, b in pairs} if k == area else set(batch.columns[k]), key=str)
-        for k in prefix
-    ]
-    if sum(map(len, distinct)) < _MAX_PROBE_PARAMETERS:
+    known = [{b for _a, b in pairs} if k == area else report.distinct[k] for k in prefix]
+    distinct = [sorted(values, key=str) for values in known if values is not None]
+    if len(distinct) == len(prefix) and sum(map(len, distinct)) < _MAX_PROBE_PARAMETERS:
         probe = select(table.c.id).where(
             table.c.report_id < report_id, table.c.superseded_by.is_(None)
         )

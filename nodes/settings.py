@@ -40,6 +40,8 @@ class NodeSettings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     week_system: WeekSystem = "iso"
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # an upload session's whole file; each of its parts is at most max_body_bytes
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1024, le=1024**4)
     allow_plain_http: bool = False
     signature_max_age_seconds: int = Field(default=300, ge=5, le=3600)
     checkpoint_interval_seconds: int = Field(default=60, ge=1, le=3600)

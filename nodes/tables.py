@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -91,6 +92,40 @@ reports = Table(
     Column("row_count", Integer, nullable=False),
     Column("superseded_rows", Integer, nullable=False),
     UniqueConstraint("token_id", "idempotency_key", name="uq_reports_token_idempotency"),
+)
+
+# A report too large for one request arrives as an upload session: parts in any order,
+# each replaceable until the commit stores the whole file as one report (or nothing).
+upload_sessions = Table(
+    "upload_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("public_id", String(32), nullable=False, unique=True),  # random: names it in URLs
+    Column("token_id", Integer, ForeignKey("tokens.id"), nullable=False, index=True),
+    Column("schema_id", String(64), nullable=False),
+    Column("media_type", String(40), nullable=False),
+    Column("generated_at", UTCDateTime, nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("state", String(12), nullable=False),  # open, committed
+    Column("report_id", Integer, ForeignKey("reports.id"), nullable=True),
+    UniqueConstraint("token_id", "idempotency_key", name="uq_upload_sessions_token_idempotency"),
+)
+
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column(
+        "session_id",
+        Integer,
+        ForeignKey("upload_sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("number", Integer, primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 _SQL_TYPES: dict[FieldType, Any] = {

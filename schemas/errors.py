@@ -8,7 +8,11 @@
     ├── ForbiddenError            authenticated, but not allowed to do this (403)
     └── BudgetExhaustedError      allowed, but the privacy budget cannot pay for it (429)
 
-Messages are written for the person on the other end: they never contain secrets.
+Messages are written for the person on the other end: they never contain secrets. An error
+may carry its sentence as a ``Message`` (a stable code from ``MESSAGES``, its parameters and
+the English template), which ``exchange.problems`` renders in the caller's language; ``str``
+of the error stays the English sentence, for logs and the CLI. Extension members of the
+problem (``problem_extra``) are typed on the base class too.
 """
 
 from __future__ import annotations
@@ -16,10 +20,33 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from string import Formatter
+from types import MappingProxyType
+from typing import Self
 
 
 class ExchangeError(Exception):
-    """Base of every error whose message may be shown to the caller."""
+    """Base of every error whose message may be shown to the caller.
+
+    ``message`` is the sentence as data, when the raiser gave one (``str(exc)`` is then its
+    English rendering); ``problem_extra`` holds extension members of the problem answer,
+    safe to show. Subclasses may assign ``problem_extra`` before or after ``__init__``.
+    """
+
+    message: Message | None = None
+    problem_extra: Mapping[str, object] = MappingProxyType({})
+
+    def __init__(self, message: str | Message = "", *args: object) -> None:
+        if isinstance(message, Message):
+            self.message = message
+            super().__init__(message.english(), *args)
+        else:
+            super().__init__(message, *args)
+
+    @classmethod
+    def coded(cls, code: str, **params: Param) -> Self:
+        """The error with the sentence ``MESSAGES[code]`` filled with ``params``."""
+        return cls(Message.of(code, **params))
 
 
 class InvalidInputError(ExchangeError):
@@ -85,6 +112,142 @@ ROW_MESSAGES: dict[str, str] = {
 
 Param = str | int | tuple[str, ...]
 
+#: The closed set of codes of errors that refuse a request as a whole, each with its English
+#: sentence. Placeholders are ``str.format`` names; integers are formatted for the reader's
+#: language (in English as plain digits, as logs and tests read them); text params are
+#: shown as given (names, values the caller sent, already quoted and cut).
+MESSAGES: dict[str, str] = {
+    # The body as it arrives (exchange.uploads)
+    "body_deadline": N_("the body did not arrive within {seconds} seconds; send it again"),
+    "client_disconnected": N_("the client closed the connection mid-body"),
+    "body_too_large_declared": N_(
+        "the body is {declared} bytes; this node accepts at most {limit} bytes per push"
+    ),
+    "body_too_large": N_("the body exceeds {limit} bytes; split the report into smaller pushes"),
+    "charset_not_read": N_("charset {charset} is not read here; send UTF-8"),
+    "content_type_not_read": N_(
+        "Content-Type '{content_type}' is not read here; send application/json or text/csv"
+    ),
+    "content_encoding_not_read": N_(
+        "this node reads no Content-Encoding (gzip, deflate, br): send the body uncompressed"
+    ),
+    # CSV
+    "csv_not_utf8": N_("the CSV is not UTF-8 (byte {byte} is invalid)"),
+    "csv_unreadable": N_("the CSV cannot be read: {reason}"),
+    "csv_empty": N_("the CSV is empty; the first row names the fields"),
+    "csv_too_many_columns": N_("the header has {columns} columns; {schema} has {fields} fields"),
+    "csv_header_only": N_("the CSV has a header but no rows; a report states at least one cell"),
+    # The report's shape (schemas.validation)
+    "no_rows": N_("the report has no rows; a report states at least one cell"),
+    "rows_not_objects": N_("'rows' must be an array of objects, one per row"),
+    "duplicate_column": N_("a column name appears twice in the header"),
+    "unknown_fields": N_("unknown field(s) {names} for {schema}; its fields are {fields}"),
+    "unknown_fields_more": N_(
+        "unknown field(s) {names} (and {more} more) for {schema}; its fields are {fields}"
+    ),
+    "missing_fields": N_("required field(s) {fields} missing for {schema}"),
+    # Strict JSON (exchange.strict_json)
+    "json_not_utf8": N_("the body is not UTF-8 (byte {byte} is invalid)"),
+    "json_too_deep": N_(
+        "the JSON nests too deeply; no request body of this API nests more than a few levels"
+    ),
+    "json_malformed": N_("the body is not valid JSON: {reason} (line {line}, column {column})"),
+    "json_bad_number": N_("the body holds a number this node cannot read: {reason}"),
+    "json_long_integer": N_("an integer of {digits} digits; at most {maximum} are read"),
+    "json_not_a_value": N_("{name} is not a JSON value"),
+    "json_duplicate_key": N_("the key {key} appears twice in one object"),
+    "json_lone_surrogate": N_(
+        "the text {text} holds a lone UTF-16 surrogate escape; it is not a character"
+    ),
+    # Whatever the route (exchange.problems)
+    "no_such_path": N_("nothing is served at this path"),
+    "bearer_required": N_("this endpoint needs 'Authorization: Bearer <token>'"),
+    "request_invalid": N_("the request is invalid"),
+    "internal_error": N_("the node failed to answer; the operator can see why in its log"),
+    # Upload sessions (nodes.upload_sessions, exchange.upload_commit); ``upload`` is the
+    # session's public id, ``key`` the client's idempotency key, both as the client sent them
+    "upload_media_type": N_(
+        "an upload session takes the media types {media_types}, not {media_type}; "
+        "a JSON document goes in one push"
+    ),
+    "upload_key_reused": N_(
+        "idempotency key {key} opened upload {upload} for {schema} ({media_type}); use a new key"
+    ),
+    "upload_open_conflict": N_(
+        "the upload session could not be opened because of a concurrent open"
+    ),
+    "upload_part_number": N_("part numbers run from 1 to {maximum}, not {number}"),
+    "upload_part_empty": N_("a part holds at least one byte"),
+    "upload_too_large": N_(
+        "with this part the upload would hold {size} bytes; this node takes at most {limit} "
+        "bytes in one upload"
+    ),
+    "upload_part_changed": N_("part {number} changed while the upload was being committed"),
+    "upload_committed_elsewhere": N_("upload {upload} was committed by another request"),
+    "upload_committed": N_(
+        "upload {upload} was committed as report {report}; open a new upload to send another report"
+    ),
+    "upload_not_found": N_("no upload {upload} opened with this token"),
+    "upload_expired": N_(
+        "upload {upload} expired at {expired_at}, {hours} hours after its last part; open a new one"
+    ),
+    "upload_no_parts": N_("upload {upload} holds no parts; send part 1 first"),
+    "upload_parts_missing": N_("upload {upload} is not complete: part(s) {missing} missing"),
+    "upload_parts_extra": N_(
+        "upload {upload} is not complete: part(s) past {expected} present: {extra}"
+    ),
+    "upload_parts_missing_and_extra": N_(
+        "upload {upload} is not complete: part(s) {missing} missing; "
+        "part(s) past {expected} present: {extra}"
+    ),
+    "upload_sha256_mismatch": N_(
+        "the parts hold a file with SHA-256 {actual}, not {stated}; "
+        "send the parts that differ again (GET the upload lists their digests)"
+    ),
+    "upload_line_too_long": N_("line {line} is longer than {limit} bytes"),
+    "upload_line_not_utf8": N_("line {line} is not UTF-8 (byte {byte} of the line is invalid)"),
+    "upload_csv_unreadable": N_("the CSV cannot be read near line {line}: {reason}"),
+    "upload_ndjson_not_json": N_("line {line}: {reason}"),
+    "upload_ndjson_not_object": N_("line {line} is not a JSON object; send one row per line"),
+    "upload_no_rows": N_("the upload has no rows; a report states at least one cell"),
+    # Federation (exchange.routes.federation)
+    "release_query_too_large": N_("a release query is at most {limit} bytes; this one is larger"),
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A sentence as data: a stable ``code``, its English ``template`` and the ``params``.
+
+    Built with ``Message.of``, which checks the params against the template's placeholders,
+    so a typo fails where the error is raised, not when a translation is rendered.
+    """
+
+    code: str
+    template: str
+    params: Mapping[str, Param] = dataclass_field(default_factory=dict)
+
+    @classmethod
+    def of(cls, code: str, **params: Param) -> Message:
+        """``MESSAGES[code]`` with ``params``; raises ``KeyError`` on an unknown code and
+        ``ValueError`` when the params are not exactly the template's placeholders."""
+        template = MESSAGES[code]
+        expected = {name for _, name, _, _ in _FORMATTER.parse(template) if name}
+        if set(params) != expected:
+            raise ValueError(f"{code} takes {sorted(expected)}, not {sorted(params)}")
+        return cls(code, template, MappingProxyType(dict(params)))
+
+    def render(self, template: str, number: Callable[[int], str]) -> str:
+        """Fill ``template`` (this message's, or its translation): integers through ``number``."""
+        values = {
+            key: number(p) if isinstance(p, int) else ", ".join(p) if isinstance(p, tuple) else p
+            for key, p in self.params.items()
+        }
+        return template.format(**values)
+
+    def english(self) -> str:
+        return self.render(self.template, str)
+
 
 @dataclass(frozen=True)
 class RowError:
@@ -106,6 +269,9 @@ class RowError:
     def reason(self) -> str:
         """The English sentence, with field names as they are (no schema at hand)."""
         return render(self, ROW_MESSAGES[self.code], lambda name: name, _english_number)
+
+
+_FORMATTER = Formatter()
 
 
 def _english_number(number: int) -> str:

@@ -112,6 +112,7 @@ def from_csv_rows(
     ctx: ValidationContext,
     *,
     lines: Sequence[int] | None = None,
+    check_cells: bool = True,
 ) -> Batch:
     """Validate rows read by ``csv.reader`` (all values are text).
 
@@ -135,10 +136,15 @@ def from_csv_rows(
     errors.lines = numbers
     transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
     if not rows and not errors.total:
-        raise ReportShapeError(
-            "the CSV has a header but no rows; a report states at least one cell"
-        )
-    return _validate(schema, dict(zip(header, transposed, strict=True)), len(rows), errors, ctx)
+        raise ReportShapeError.coded("csv_header_only")
+    return _validate(
+        schema,
+        dict(zip(header, transposed, strict=True)),
+        len(rows),
+        errors,
+        ctx,
+        check_cells=check_cells,
+    )
 
 
 def from_text_columns(
@@ -149,6 +155,7 @@ def from_text_columns(
     ctx: ValidationContext,
     *,
     lines: Sequence[int] | None = None,
+    check_cells: bool = True,
 ) -> Batch:
     """Validate text columns of equal length ``rows`` (a CSV already split by column).
 
@@ -156,19 +163,30 @@ def from_text_columns(
     """
     _check_header(schema, header)
     if rows == 0:
-        raise ReportShapeError(
-            "the CSV has a header but no rows; a report states at least one cell"
-        )
+        raise ReportShapeError.coded("csv_header_only")
     errors = ErrorLog(ctx.max_errors, lines if lines is not None else range(2, rows + 2))
-    return _validate(schema, dict(zip(header, columns, strict=True)), rows, errors, ctx)
+    columns_by_name = dict(zip(header, columns, strict=True))
+    return _validate(schema, columns_by_name, rows, errors, ctx, check_cells=check_cells)
 
 
-def from_json_rows(schema: ReportSchema, rows: Sequence[object], ctx: ValidationContext) -> Batch:
-    """Validate a JSON array of row objects; values must have their JSON types (no "5" for 5)."""
+def from_json_rows(
+    schema: ReportSchema,
+    rows: Sequence[object],
+    ctx: ValidationContext,
+    *,
+    lines: Sequence[int] | None = None,
+    check_cells: bool = True,
+) -> Batch:
+    """Validate a JSON array of row objects; values must have their JSON types (no "5" for 5).
+
+    Row numbers are 1-based indexes in the array, or ``lines`` (a part of a longer report).
+    ``check_cells=False`` leaves the checks that span rows (one statement per cell and per
+    person) to the caller, who sees the whole report.
+    """
     if not rows:
-        raise ReportShapeError("the report has no rows; a report states at least one cell")
+        raise ReportShapeError.coded("no_rows")
     if set(map(type, rows)) != {dict}:
-        raise ReportShapeError("'rows' must be an array of objects, one per row")
+        raise ReportShapeError.coded("rows_not_objects")
     dict_rows: Sequence[dict[str, object]] = rows  # type: ignore[assignment]
     names = set(chain.from_iterable(dict_rows))
     _check_header(schema, sorted(names))
@@ -178,28 +196,30 @@ def from_json_rows(schema: ReportSchema, rows: Sequence[object], ctx: Validation
             columns[f.name] = list(map(operator.itemgetter(f.name), dict_rows))
         except KeyError:
             columns[f.name] = [r.get(f.name) for r in dict_rows]
-    return _validate(schema, columns, len(rows), ErrorLog(ctx.max_errors), ctx, from_text=False)
+    errors = ErrorLog(ctx.max_errors, lines)
+    return _validate(
+        schema, columns, len(rows), errors, ctx, from_text=False, check_cells=check_cells
+    )
 
 
 def _check_header(schema: ReportSchema, names: Sequence[str]) -> None:
     known = set(schema.field_by_name)
     if len(set(names)) != len(names):
-        raise ReportShapeError("a column name appears twice in the header")
+        raise ReportShapeError.coded("duplicate_column")
     unknown = sorted(set(names) - known)
     if unknown:
         shown = ", ".join(repr(name[:MAX_NAME_SHOWN]) for name in unknown[:MAX_UNKNOWN_SHOWN])
-        more = (
-            f" (and {len(unknown) - MAX_UNKNOWN_SHOWN} more)"
-            if len(unknown) > MAX_UNKNOWN_SHOWN
-            else ""
-        )
-        raise ReportShapeError(
-            f"unknown field(s) {shown}{more} for {schema.id}; its fields are "
-            f"{', '.join(f.name for f in schema.fields)}"
+        more = len(unknown) - MAX_UNKNOWN_SHOWN
+        raise ReportShapeError.coded(
+            "unknown_fields_more" if more > 0 else "unknown_fields",
+            names=shown,
+            schema=schema.id,
+            fields=tuple(f.name for f in schema.fields),
+            **({"more": more} if more > 0 else {}),
         )
     missing = [f.name for f in schema.fields if f.required and f.name not in names]
     if missing:
-        raise ReportShapeError(f"required field(s) {', '.join(missing)} missing for {schema.id}")
+        raise ReportShapeError.coded("missing_fields", fields=tuple(missing), schema=schema.id)
 
 
 def _validate(
@@ -210,6 +230,7 @@ def _validate(
     ctx: ValidationContext,
     *,
     from_text: bool = True,
+    check_cells: bool = True,
 ) -> Batch:
     """Check every column, then (when every value is valid) the cells; raise all errors."""
     known = errors.total  # ragged rows, found before
@@ -224,9 +245,9 @@ def _validate(
         out[f.name] = CHECKERS[f.type](
             ColumnInput(f.name, column, f.required, from_text, ctx, errors, f.codelist, maximum)
         )
-    if errors.total == known:
+    if check_cells and errors.total == known:
         _check_unique_cells(schema, out, n, errors)
-    if errors.total == known:
+    if check_cells and errors.total == known:
         _check_nested_areas(schema, out, ctx.gazetteer, errors)
     if errors.total:
         raise ReportValidationError(errors.items, errors.total, schema)

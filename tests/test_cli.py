@@ -111,7 +111,15 @@ def test_push_a_csv_through_a_real_server(tmp_path: Path) -> None:
             "--chunk-rows",
             "15",
         )
-        assert "stored 40 rows in 3 chunk(s)" in pushed
+        assert "stored 40 rows as one report in 3 part(s)" in pushed
+        four_rows = weekly_rows(range(1, 2))  # the case: rows 1-2 used to be stored
+        four_rows[3]["tests"] = "twelve"
+        four = tmp_path / "four.csv"
+        four.write_text(as_csv(four_rows))
+        options = ["--url", url, "--chunk-rows", "2", "--token", secret.group()]
+        half = runner.invoke(app, ["push", "weekly_epi@1", str(four), *options])
+        assert half.exit_code == 1
+        assert "row 5, tests='twelve'" in half.output  # the file's line: the header is line 1
         refused = runner.invoke(
             app, ["push", "weekly_epi@1", str(bad), "--url", url, "--token", secret.group()]
         )

@@ -154,3 +154,22 @@ def test_refusals_count_under_the_rule_that_refused_them(client: TestClient, nod
     assert refusals["agreement XB-epi-2026"] == ("XB", "weekly_epi@1", 1)
     assert refusals["deny by default"] == ("XZ", "weekly_epi@1", 1)  # no agreement with XZ
     assert len(refusals) == 3
+
+
+def test_pending_upload_sessions_and_their_bytes(client: TestClient, node: Node) -> None:
+    operator = bearer(node.engine, name="ops", role="operator")
+    pushing = bearer(node.engine, name="moh-uploads", role="agency")
+    before = scrape(client, operator)
+    assert value(before, "exchange_upload_sessions_pending") == 0
+    opened = client.post(
+        "/v1/uploads", json={"schema_id": "weekly_epi@1", "media_type": "text/csv"}, headers=pushing
+    ).json()
+    client.put(f"/v1/uploads/{opened['upload_id']}/parts/1", content=b"x" * 700, headers=pushing)
+    client.put(f"/v1/uploads/{opened['upload_id']}/parts/2", content=b"y" * 50, headers=pushing)
+    during = scrape(client, operator)
+    assert value(during, "exchange_upload_sessions_pending") == 1
+    assert value(during, "exchange_upload_pending_bytes") == 750
+    client.delete(f"/v1/uploads/{opened['upload_id']}", headers=pushing)
+    after = scrape(client, operator)
+    assert value(after, "exchange_upload_sessions_pending") == 0
+    assert value(after, "exchange_upload_pending_bytes") == 0

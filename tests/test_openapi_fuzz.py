@@ -51,4 +51,8 @@ def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
             # A pushed row's shape depends on the schema named in the path (documented by
             # GET /v1/schemas/{id}), so a generic generated row may rightly be refused.
             excluded.append(positive_data_acceptance)
+    if case.path == "/v1/uploads" and case.method == "POST":
+        # Generated bodies reuse generated Idempotency-Keys: a key that opened an upload for
+        # one format is rightly refused for another.
+        excluded.append(positive_data_acceptance)
     case.call_and_validate(headers={"Authorization": f"Bearer {SECRET}"}, excluded_checks=excluded)

@@ -10,7 +10,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
 from exchange import i18n
-from schemas.errors import ROW_MESSAGES, RowError
+from schemas.errors import MESSAGES, ROW_MESSAGES, InvalidInputError, Message, RowError
 from schemas.labels import LANGUAGES, Language
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,3 +110,60 @@ def test_catalogs_ship_with_the_package() -> None:
     data = project["tool"]["setuptools"]["package-data"]["*"]
     assert "*.po" in data and "*.pot" in data
     assert any(d.startswith("babel") for d in project["project"]["dependencies"])
+
+
+def test_no_catalog_copies_english_or_another_language() -> None:
+    """A sentence left in English, or pasted from the wrong catalog, is caught."""
+    catalogs = {
+        lang: load(i18n.LOCALES / lang / "LC_MESSAGES" / "messages.po", lang) for lang in TRANSLATED
+    }
+    for message in load(i18n.LOCALES / "messages.pot"):
+        if not message.id:
+            continue
+        texts = {lang: str(catalog[message.id].string) for lang, catalog in catalogs.items()}
+        english = message.id[-1] if isinstance(message.id, tuple) else message.id
+        assert english not in texts.values(), message.id
+        assert len(set(texts.values())) == len(texts), (message.id, texts)
+
+
+def _sample(code: str) -> Message:
+    names = fields(MESSAGES[code])
+    return Message.of(code, **{n: 1234 if n in NUMERIC else "X-1" for n in names})
+
+
+NUMERIC = {"declared", "limit", "byte", "columns", "fields", "line", "column", "digits"}
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+@pytest.mark.parametrize("code", sorted(MESSAGES))
+def test_every_problem_sentence_reads_in_every_language(code: str, language: Language) -> None:
+    message = _sample(code)
+    sentence = i18n.sentence(message, language)
+    assert "{" not in sentence.replace("{}", "") and sentence != message.english()
+    assert sentence.count("X-1") == message.english().count("X-1")
+
+
+def test_a_message_refuses_params_its_sentence_does_not_take() -> None:
+    with pytest.raises(ValueError, match="charset_not_read takes"):
+        Message.of("charset_not_read", charset="x", extra="y")
+    with pytest.raises(ValueError, match="takes"):
+        Message.of("charset_not_read")
+    with pytest.raises(KeyError):
+        Message.of("no_such_code")
+
+
+def test_an_error_with_a_message_is_the_english_sentence() -> None:
+    error = InvalidInputError.coded("csv_not_utf8", byte=12_345)
+    assert str(error) == "the CSV is not UTF-8 (byte 12345 is invalid)"
+    assert error.message is not None and error.message.code == "csv_not_utf8"
+    assert dict(InvalidInputError("plain").problem_extra) == {}
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_problem_title_is_translated(language: Language) -> None:
+    from exchange import problems
+
+    titles = {title for _, _, title in problems._STATUS} | set(problems._HTTP_TITLES.values())
+    titles |= {"Bad request", "HTTP error", "Internal error", "Invalid request"}
+    for title in titles:
+        assert i18n.translated(title, language) not in ("", title), title

@@ -39,13 +39,28 @@ def restore_command(
         Path | None,
         typer.Option(help="The newest audit export: puts back the entries lost since the backup"),
     ] = None,
+    new_epoch: Annotated[
+        bool,
+        typer.Option(
+            "--new-epoch",
+            help="When no export covers the newest checkpoint: declare the lost entries in a "
+            "signed statement and start a new epoch of the log (partners and auditors see it)",
+        ),
+    ] = False,
 ) -> None:
     """Put a backup back into a stopped node. Exit 0 if the node may start, 1 if not (why)."""
     try:
         if not (directory / SETTINGS_FILE).exists():
             backup.seed(backup_dir, directory)  # the node directory itself was lost
         settings = NodeSettings.load(directory)
-        done = backup.restore(backup_dir, settings, export=export, actor=operator(), now=utcnow())
+        done = backup.restore(
+            backup_dir,
+            settings,
+            export=export,
+            actor=operator(),
+            now=utcnow(),
+            new_epoch=new_epoch,
+        )
     except (FileNotFoundError, ValueError, AuditError, backup.BackupError) as exc:
         fail(str(exc))
     for what, before, after in done.raised:
@@ -54,6 +69,16 @@ def restore_command(
         )
     if done.missing:
         fail(f"restored the database, but {done.missing}")
+    if done.epoch is not None:
+        fields = done.epoch.fields
+        errors.print(
+            f"New epoch of the audit log: {fields['entries_lost']} entries (seq "
+            f"{fields['restored_tree_size']}..{fields['abandoned_tree_size'] - 1}) are lost for "
+            f"good; the signed statement {done.epoch.digest} names the checkpoint of tree size "
+            f"{fields['abandoned_tree_size']} that the log no longer extends. Partners that "
+            "witnessed it see the declared gap; tell your auditors.",
+            highlight=False,
+        )
     console.print(
         f"Restored {backup_dir} into {directory}: log of {done.log_size} entries "
         f"({done.appended} put back from the export); reports pushed after the backup are "

@@ -92,6 +92,10 @@ def list_peers(
     with open_node(directory) as node:
         found = peers.list_peers(node.engine, include_removed=all_)
         flagged = {f.peer_id: f for f in witness.flagged_peers(node.engine)}
+        epochs = witness.declared_epochs(node.engine)
+    declared: dict[str, list[witness.DeclaredEpoch]] = {}
+    for epoch in epochs:
+        declared.setdefault(epoch.peer_id, []).append(epoch)
     table = Table("id", "name", "url", "key id", "valid until", "state", "audit log")
     for peer in found:
         for index, k in enumerate(peer.keys):
@@ -107,17 +111,25 @@ def list_peers(
                 k.key_id,
                 f"{k.valid_until:%Y-%m-%d %H:%M}" if k.valid_until else "",
                 state + (" (peer removed)" if peer.removed_at and index == 0 else ""),
-                _log_state(flagged.get(peer.id)) if index == 0 else "",
+                _log_state(flagged.get(peer.id), declared.get(peer.id, [])) if index == 0 else "",
             )
     console.print(table)
     for flag in flagged.values():
         errors.print(f"[bold red]peer {flag.peer_id} flagged:[/] {flag.reason}", highlight=False)
+    for epoch in epochs:  # a declared, signed gap: not a rollback, but worth an auditor's look
+        console.print(
+            f"[yellow]peer {epoch.peer_id} declared a new epoch[/] at {epoch.tree_size} entries "
+            f"(accepted {epoch.accepted_at:%Y-%m-%d %H:%M}): {epoch.reason}",
+            highlight=False,
+        )
 
 
-def _log_state(flag: witness.FlaggedPeer | None) -> str:
-    if flag is None:
-        return "no flag"
-    return f"[bold red]FLAGGED[/] {flag.flags}x since {flag.first_flagged:%Y-%m-%d %H:%M}"
+def _log_state(flag: witness.FlaggedPeer | None, epochs: list[witness.DeclaredEpoch]) -> str:
+    if flag is not None:
+        return f"[bold red]FLAGGED[/] {flag.flags}x since {flag.first_flagged:%Y-%m-%d %H:%M}"
+    if epochs:
+        return f"[yellow]new epoch[/] x{len(epochs)}, last {epochs[-1].accepted_at:%Y-%m-%d}"
+    return "no flag"
 
 
 def remove(directory: NodeDir, peer_id: PeerId) -> None:

@@ -29,10 +29,16 @@ def push(
     token: Annotated[
         str, typer.Option(envvar="EXCHANGE_TOKEN", help="Agency token (or EXCHANGE_TOKEN)")
     ],
-    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per request")] = DEFAULT_CHUNK_ROWS,
+    chunk_rows: Annotated[
+        int, typer.Option(min=1, help="Rows per request; a longer file is sent in parts")
+    ] = DEFAULT_CHUNK_ROWS,
     dry_run: Annotated[bool, typer.Option(help="Validate only; store nothing")] = False,
 ) -> None:
-    """Push a report. Each chunk is idempotent: after an interruption, run the same command again."""
+    """Push a report: the whole file is stored as one report, or nothing.
+
+    A file of more than --chunk-rows rows is sent in parts through an upload session; after
+    an interruption, run the same command again: parts the node holds are not sent again.
+    """
     total = _count_rows(file)
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -59,9 +65,16 @@ def push(
             progress.stop()
             fail(str(exc))
     verb = "would store" if dry_run else "stored"
+    if result.replayed:
+        console.print(
+            f"already stored as report {result.receipt['report_id']} ({result.rows} rows); "
+            "nothing new was stored"
+        )
+        return
+    held = f", {result.parts_already_held} already on the node" if result.parts_already_held else ""
     console.print(
-        f"{verb} {result.rows} rows in {result.chunks} chunk(s); "
-        f"{result.replayed_chunks} already there, {result.superseded_rows} older rows superseded"
+        f"{verb} {result.rows} rows as one report in {result.parts} part(s){held}; "
+        f"{result.superseded_rows} older rows superseded"
     )
 
 

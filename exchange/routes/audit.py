@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -18,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from exchange.dependencies import CurrentAuditor, NodeDep
 from exchange.problems import documented
-from nodes.audit import exporting, queries
+from nodes.audit import epoch, exporting, queries
 from nodes.audit.canonical import format_time
 from nodes.audit.checkpoint import SignedCheckpoint
+from nodes.audit.epoch import EpochStatement
 from schemas.errors import InvalidInputError
 
 router = APIRouter(prefix="/v1/audit", tags=["auditor"])
@@ -66,6 +68,20 @@ class EntryPageOut(BaseModel):
     log_size: int = Field(description="Entries in the log when the page was read")
 
 
+class EpochOut(BaseModel):
+    """A new epoch the node declared after losing entries in a restore (docs/operations.md)."""
+
+    statement: str = Field(
+        description="The exact signed bytes: RFC 8785 JSON naming the abandoned checkpoint "
+        "(size, root, time), the restored tree (size, root), entries_lost and the time"
+    )
+    signature: str = Field(description="Standard base64 Ed25519 signature over statement")
+    entries_lost: int
+    abandoned_tree_size: int
+    restored_tree_size: int
+    time: str
+
+
 class CheckpointOut(BaseModel):
     tree_size: int
     root_hash: str
@@ -77,6 +93,11 @@ class CheckpointOut(BaseModel):
     )
     signature: str = Field(description="Standard base64 of the Ed25519 signature")
     line: str = Field(description="The exact signed line: keep it for 'audit verify --checkpoint'")
+    epochs: list[EpochOut] = Field(
+        default=[],
+        description="Every new epoch the log started after a restore lost entries, oldest "
+        "first; empty if it never lost any (docs/audit.md, New epochs)",
+    )
 
 
 class InclusionProofOut(BaseModel):
@@ -95,9 +116,23 @@ class ConsistencyProofOut(BaseModel):
     proof: list[str] = Field(description="RFC 9162 consistency proof, hex")
 
 
-def checkpoint_out(signed: SignedCheckpoint) -> CheckpointOut:
+def epoch_out(statement: EpochStatement) -> EpochOut:
+    fields = statement.fields
+    return EpochOut(
+        **statement.to_json(),
+        entries_lost=fields["entries_lost"],
+        abandoned_tree_size=fields["abandoned_tree_size"],
+        restored_tree_size=fields["restored_tree_size"],
+        time=fields["time"],
+    )
+
+
+def checkpoint_out(
+    signed: SignedCheckpoint, epochs: Sequence[EpochStatement] = ()
+) -> CheckpointOut:
     c = signed.checkpoint
     return CheckpointOut(
+        epochs=[epoch_out(s) for s in epochs],
         tree_size=c.tree_size,
         root_hash=c.root_hash,
         time=format_time(c.time),
@@ -166,13 +201,15 @@ async def list_entries(
     summary="The latest signed checkpoint (tree size, root hash, time, signature)",
 )
 async def get_checkpoint(node: NodeDep, _auditor: CurrentAuditor) -> CheckpointOut:
-    """The latest checkpoint; when none is signed yet, one is signed now (never a 404)."""
+    """The latest checkpoint; when none is signed yet, one is signed now (never a 404). With
+    it, the signed statements of the log's new epochs, if a restore ever lost entries."""
     signed = await run_in_threadpool(
         lambda: queries.checkpoint(
             node.engine, sign_with=node.key.private_key, now=dt.datetime.now(dt.UTC)
         )
     )
-    return checkpoint_out(signed)
+    statements = await run_in_threadpool(epoch.read_all, node.settings.keys_dir)
+    return checkpoint_out(signed, statements)
 
 
 @router.get(

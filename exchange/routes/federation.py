@@ -84,9 +84,7 @@ async def create_release(
     try:
         body = await read_body(request, MAX_QUERY_BYTES)
     except PayloadTooLargeError:
-        raise PayloadTooLargeError(
-            f"a release query is at most {MAX_QUERY_BYTES} bytes; this one is larger"
-        ) from None
+        raise PayloadTooLargeError.coded("release_query_too_large", limit=MAX_QUERY_BYTES) from None
     message = await request_from_starlette(
         request, public_base_url=node.settings.public_url, body=body
     )

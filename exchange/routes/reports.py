@@ -49,7 +49,7 @@ class ReportDetail(Receipt):
     offset: int
 
 
-def _receipt(stored: reports.StoredReport, *, dry_run: bool = False) -> Receipt:
+def receipt_of(stored: reports.StoredReport, *, dry_run: bool = False) -> Receipt:
     return Receipt(
         report_id=None if dry_run else stored.id,
         schema_id=stored.schema_id,
@@ -163,7 +163,7 @@ async def push_report(
         request.app.state.metrics.rows.labels(stored.schema_id).inc(stored.rows)
     if stored.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return _receipt(stored, dry_run=dry_run)
+    return receipt_of(stored, dry_run=dry_run)
 
 
 def _validate_and_store(
@@ -204,7 +204,7 @@ async def list_reports(
         reports.list_for, node.engine, token=agency, limit=limit, before=before
     )
     next_before = found[-1].id if len(found) == limit else None
-    return ReportList(reports=[_receipt(r) for r in found], next_before=next_before)
+    return ReportList(reports=[receipt_of(r) for r in found], next_before=next_before)
 
 
 @router.get(
@@ -226,4 +226,4 @@ async def get_report(
     rows = await run_in_threadpool(
         reports.rows_of, node.engine, token=agency, report_id=report_id, offset=offset, limit=limit
     )
-    return ReportDetail(**_receipt(stored).model_dump(), stored_rows=rows, offset=offset)
+    return ReportDetail(**receipt_of(stored).model_dump(), stored_rows=rows, offset=offset)

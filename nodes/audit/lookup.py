@@ -6,6 +6,10 @@ instead, in batches, by `index_entries` when a checkpoint is signed (same transa
 the subtrees, so both cover exactly the largest checkpoint). `find` answers a filter from
 the index below that size and by reading the few newer entries (at most one checkpoint
 interval of activity) above it.
+
+Besides the filter columns, each row keeps the entry's ``outcome``, ``partner``, ``schema``
+and ``rule`` in today's vocabulary (`indexed_fields`), so counting refusals per rule is one
+grouped query on an index (`nodes.audit.summary.outcome_counts`), not a read of the log.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy import Connection, insert, select
 
 from nodes.audit.canonical import parse_time
 from nodes.audit.tables import audit_entries, audit_lookup
+from nodes.audit.vocabulary import normalize
 
 _BATCH = 5000
 
@@ -58,19 +63,29 @@ def index_entries(conn: Connection, start: int, stop: int) -> None:
                 audit_entries.c.seq >= low, audit_entries.c.seq < min(low + _BATCH, stop)
             )
         ).all()
-        batch = []
-        for seq, data in rows:
-            entry = json.loads(bytes(data))
-            batch.append(
-                {
-                    "seq": seq,
-                    "time": parse_time(entry["time"]),
-                    "actor": entry["actor"],
-                    "action": entry["action"],
-                }
-            )
+        batch = [{"seq": seq, **indexed_fields(bytes(data))} for seq, data in rows]
         if batch:
             conn.execute(insert(audit_lookup), batch)
+
+
+def indexed_fields(data: bytes) -> dict[str, Any]:
+    """The lookup row of an entry's stored bytes (without ``seq``).
+
+    ``time``, ``actor`` and ``action`` as stored (what `Filters` matches); ``outcome``,
+    ``partner``, ``schema`` and ``rule`` normalized, so a format-1 ``rejected`` counts as
+    ``denied`` like `nodes.audit.summary` reads it. Migration 0009 backfills with this too.
+    """
+    entry = json.loads(data)
+    today = normalize(entry)
+    return {
+        "time": parse_time(entry["time"]),
+        "actor": entry["actor"],
+        "action": entry["action"],
+        "outcome": today["outcome"],
+        "partner": today["partner"],
+        "schema": today["schema"],
+        "rule": today["rule"],
+    }
 
 
 def find(conn: Connection, filters: Filters, *, start: int, limit: int, indexed: int) -> list[int]:

@@ -14,16 +14,18 @@ from sqlalchemy import Engine
 from nodes.audit.canonical import format_time
 from nodes.audit.log import read_head
 from nodes.audit.signer import latest_checkpoint
-from nodes.audit.witness import flagged_peers
+from nodes.audit.witness import declared_epochs, flagged_peers
 from nodes.database import reading
 
 
 def summary(engine: Engine, *, now: datetime) -> dict[str, Any]:
-    """Log size, the latest checkpoint and its age, uncovered entries, and flagged peers."""
+    """Log size, the latest checkpoint and its age, uncovered entries, flagged peers, and the
+    new epochs peers declared (a declared gap in their logs: not a flag, but worth seeing)."""
     with reading(engine) as conn:
         head = read_head(conn)
         signed = latest_checkpoint(conn)
         flagged = flagged_peers(conn)
+        epochs = declared_epochs(conn)
     size = 0 if head is None else head.size
     checkpoint: dict[str, Any] | None = None
     covered = 0
@@ -48,5 +50,14 @@ def summary(engine: Engine, *, now: datetime) -> dict[str, Any]:
                 "reason": p.reason,
             }
             for p in flagged
+        ],
+        "peer_epochs": [
+            {
+                "peer_id": e.peer_id,
+                "accepted": format_time(e.accepted_at),
+                "tree_size": e.tree_size,
+                "reason": e.reason.split("; statement ", 1)[0],
+            }
+            for e in epochs
         ],
     }

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from nodes.audit import queries
 from nodes.audit.canonical import parse_time
-from nodes.audit.tables import audit_entries
+from nodes.audit.log import read_head
+from nodes.audit.signer import latest_checkpoint
+from nodes.audit.tables import audit_entries, audit_lookup
 from nodes.audit.vocabulary import normalize
 from nodes.database import reading
 
@@ -92,21 +93,52 @@ def summarize(engine: Engine, query: Query) -> Summary:
     return summary
 
 
+def outcome_counts(engine: Engine, *, action: str) -> Counter[tuple[str, str, str, str]]:
+    """Entries of ``action`` per (outcome, partner, schema, rule), normalized; "" where an
+    entry names none.
+
+    One grouped query on the lookup index (``ix_audit_lookup_outcomes``) for the entries the
+    latest checkpoint covers, plus a read of the entries above it (at most one checkpoint
+    interval of activity, none right after signing): the cost of a scrape does not grow
+    with the log.
+    """
+    table = audit_lookup
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    with reading(engine) as conn:
+        signed = latest_checkpoint(conn)  # before the head: the index covers exactly it
+        head = read_head(conn)
+        covered = 0 if signed is None else signed.checkpoint.tree_size
+        columns = (table.c.outcome, table.c.partner, table.c.schema, table.c.rule)
+        grouped = conn.execute(
+            select(*columns, func.count())
+            .where(table.c.action == action, table.c.seq < covered)
+            .group_by(*columns)
+        )
+        for outcome, partner, schema, rule, n in grouped:
+            counts[(outcome or "", partner or "", schema or "", rule or "")] += int(n)
+        if head is None or head.size <= covered:
+            return counts
+        tail = conn.execute(
+            select(audit_entries.c.entry)
+            .where(audit_entries.c.seq >= covered)
+            .execution_options(yield_per=1000)
+        )
+        for (data,) in tail:
+            entry = normalize(json.loads(bytes(data)))
+            if entry["action"] == action:
+                outcome, partner, schema, rule = (
+                    entry[k] or "" for k in ("outcome", "partner", "schema", "rule")
+                )
+                counts[(outcome, partner, schema, rule)] += 1
+    return counts
+
+
 def release_refusals(engine: Engine) -> Counter[tuple[str, str, str]]:
     """Refused releases (``release`` entries, outcome ``denied``) per (partner, schema, rule);
-    the rule is "" for entries written before refusals named it.
-
-    Pages through the ``release`` entries by the lookup index (`queries.entries`), so the
-    cost grows with the releases asked for, not with the whole log.
-    """
+    the rule is "" for entries written before refusals named it (`outcome_counts`)."""
     counts: Counter[tuple[str, str, str]] = Counter()
-    start: int | None = 0
-    while start is not None:
-        page = queries.entries(engine, start=start, limit=queries.MAX_PAGE, action="release")
-        for raw in page.entries:
-            entry = normalize(raw)
-            if entry["outcome"] == "denied":
-                where = (entry.get("partner") or "", entry.get("schema") or "")
-                counts[(*where, entry.get("rule") or "")] += 1
-        start = page.next_start
+    for (outcome, *labels), n in outcome_counts(engine, action="release").items():
+        if outcome == "denied":
+            partner, schema, rule = labels
+            counts[(partner, schema, rule)] += n
     return counts

@@ -93,6 +93,8 @@ MAX_COUNT = 2**53 - 1
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
+#: An entry line of action ``audit.epoch`` (canonical JSON sorts ``action`` first).
+_EPOCH_ENTRY = b'{"action":"audit.epoch",'
 _HEX = frozenset("0123456789abcdef")
 _B64URL = re.compile(rb"[A-Za-z0-9_-]{43}")
 _NON_TEXT = frozenset({"seq", "policy_hash", "request_digest", "partner", "schema"})
@@ -271,15 +273,24 @@ class VerifiedExport:
     node_id: str
     key_id: str
     kept_tree_size: int | None
+    #: Seqs of ``audit.epoch`` entries: the node lost entries in a restore and said so there.
+    epochs: tuple[int, ...] = ()
 
     def summary(self) -> str:
         kept = ""
         if self.kept_tree_size is not None:
             kept = f"; consistent with the kept checkpoint of size {self.kept_tree_size}"
+        epochs = ""
+        if self.epochs:
+            seqs = ", ".join(str(seq) for seq in self.epochs)
+            epochs = (
+                f"; NEW EPOCH declared at entry seq {seqs}: the node lost entries in a restore "
+                "and no longer extends a checkpoint it signed before (read those entries)"
+            )
         return (
             f"{self.entries} entries, {self.checkpoints} checkpoints; verified tree head: "
             f"size {self.tree_size}, root {self.root_hash}, time {_safe(self.time)}, "
-            f"node {_safe(self.node_id)}{kept}"
+            f"node {_safe(self.node_id)}{kept}{epochs}"
         )
 
 
@@ -442,6 +453,7 @@ class _Verification:
             node_id=head.node_id,
             key_id=head.key_id,
             kept_tree_size=kept_size,
+            epochs=tuple(entries.epochs),
         )
 
     def _read_checkpoint(self, line: bytes, lineno: int) -> None:
@@ -712,6 +724,7 @@ class _Entries:
         self.tail_prev: list[str] = []
         self.last_line = b""
         self._last_hex = GENESIS_PREV.encode()
+        self.epochs: list[int] = []  # positions of audit.epoch entries
 
     def read(
         self,
@@ -748,6 +761,8 @@ class _Entries:
                 ):
                     leaf = sha(b"\x00" + line).digest()
                     last_hex = hexlify(leaf)
+                    if line.startswith(_EPOCH_ENTRY):
+                        self.epochs.append(len(hashes))
                     add_hash(leaf)
                     add_line(lineno)
                     continue
@@ -783,6 +798,8 @@ class _Entries:
             self.node_id = json.loads(node)
         elif node != self._node_raw and self.foreign_at is None:
             self.foreign_at = position
+        if line.startswith(_EPOCH_ENTRY):
+            self.epochs.append(position)
         self.hashes.append(leaf)
         self.lines.append(lineno)
         self.last_line = line

@@ -20,6 +20,7 @@ from nodes.audit.errors import InvalidEntryError
 
 Action = Literal[
     "audit.anchor",
+    "audit.epoch",
     "audit.export",
     "auth.failed",
     "auth.forbidden",
@@ -27,6 +28,7 @@ Action = Literal[
     "node.backup",
     "node.restore",
     "peer.add",
+    "peer.epoch",
     "peer.flagged",
     "peer.key.add",
     "peer.key.revoke",

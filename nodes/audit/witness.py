@@ -12,6 +12,17 @@ responses) and checks it against the last one it accepted from that peer:
   signed earlier is an old checkpoint arriving late: ignored unless a proof shows it
   conflicts.
 
+A peer that restored a backup and lost entries for good may have declared a new epoch
+(`nodes.audit.epoch`): a statement, signed with its key, naming the checkpoint it can no
+longer extend. A checkpoint that would be flagged is accepted as a declared gap (verdict
+``epoch``) only when the peer shows such a statement naming **exactly** the last checkpoint
+accepted from it (size, root, time), signed by the key that signs its checkpoints, with a
+consistency proof that the new checkpoint extends the restored tree the statement names.
+The gap is kept (the statement in the row's reason), written to this node's own audit log
+(``peer.epoch``) and reported by `declared_epochs`; from then on the peer is witnessed from
+the new checkpoint. Anything less (no statement, another checkpoint named, a bad signature
+or proof) is flagged as before: a silent rollback and a declared, signed gap look different.
+
 A peer that fails is **flagged**: the verdict and both signed lines are kept (they are
 signed evidence another node can check), an entry goes into this node's own audit log, and
 `flagged_peers` reports it (``/readyz`` details, ``exchange peer list``). A flag stays: a
@@ -24,6 +35,7 @@ storage and decisions, tested with in-process logs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,14 +45,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from nodes.audit.checkpoint import SignedCheckpoint, parse_signed_checkpoint, verify_checkpoint
+from nodes.audit.epoch import EpochError, EpochStatement
 from nodes.audit.errors import InvalidCheckpointError, InvalidProofError
 from nodes.audit.log import append
 from nodes.audit.merkle import verify_consistency
 from nodes.audit.signer import connected
 from nodes.audit.tables import audit_peer_checkpoints
 
-Verdict = Literal["first", "consistent", "unchanged", "stale", "flagged"]
-_ACCEPTED: tuple[Verdict, ...] = ("first", "consistent")
+Verdict = Literal["first", "consistent", "unchanged", "stale", "flagged", "epoch"]
+_ACCEPTED: tuple[Verdict, ...] = ("first", "consistent", "epoch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +71,26 @@ class WitnessResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ServedEpoch:
+    """An epoch statement as a peer serves it, with the consistency proof from the restored
+    tree it names to the checkpoint served beside it (None if the peer gave none)."""
+
+    statement: EpochStatement
+    proof: Sequence[bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredEpoch:
+    """A new epoch a peer declared and this node accepted: the gap, for operators and
+    auditors (``reason`` holds the signed statement)."""
+
+    peer_id: str
+    accepted_at: datetime
+    tree_size: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class FlaggedPeer:
     """A peer caught showing an inconsistent history; ``evidence`` is the signed line."""
 
@@ -69,7 +102,11 @@ class FlaggedPeer:
 
 
 def last_accepted(conn_or_engine: Connection | Engine, peer_id: str) -> SignedCheckpoint | None:
-    """The largest checkpoint accepted from ``peer_id``: ask the peer to prove from its size."""
+    """The last checkpoint accepted from ``peer_id``: ask the peer to prove from its size.
+
+    Accepted checkpoints only grow within an epoch, so the newest row is the largest since
+    the peer's last declared epoch (which may be smaller than the one it abandoned).
+    """
     with connected(conn_or_engine) as conn:
         line = conn.execute(
             select(audit_peer_checkpoints.c.line)
@@ -77,7 +114,7 @@ def last_accepted(conn_or_engine: Connection | Engine, peer_id: str) -> SignedCh
                 audit_peer_checkpoints.c.peer_id == peer_id,
                 audit_peer_checkpoints.c.verdict.in_(_ACCEPTED),
             )
-            .order_by(audit_peer_checkpoints.c.tree_size.desc(), audit_peer_checkpoints.c.id)
+            .order_by(audit_peer_checkpoints.c.id.desc())
             .limit(1)
         ).scalar()
     return None if line is None else parse_signed_checkpoint(bytes(line))
@@ -91,12 +128,14 @@ def record_peer_checkpoint(
     line: bytes,
     proof: Sequence[bytes] | None,
     now: datetime,
+    epochs: Sequence[ServedEpoch] = (),
 ) -> WitnessResult:
     """Check a peer's checkpoint line against the last one accepted from it, and record it.
 
     ``proof`` is the peer's consistency proof from `last_accepted`'s size to this
-    checkpoint's size (needed only when the tree grew). Runs in the caller's transaction;
-    a flag also appends an audit entry there.
+    checkpoint's size (needed only when the tree grew); ``epochs`` the epoch statements the
+    peer served with it (see the module docstring). Runs in the caller's transaction; a
+    flag or an accepted epoch also appends an audit entry there.
 
     Raises InvalidCheckpointError, recording nothing, if the line is malformed, its
     signature does not verify with ``public_key``, or it names another node: such a line
@@ -110,7 +149,19 @@ def record_peer_checkpoint(
             f"the checkpoint is for node {checkpoint.node_id!r}, not peer {peer_id!r}"
         )
     previous = last_accepted(conn, peer_id)
-    verdict, reason = _judge(previous, signed, proof)
+    declared, refused = _declared_gap(previous, signed, epochs, public_key)
+    if declared is not None:
+        verdict: Verdict = "epoch"
+        reason = declared
+    else:
+        try:
+            verdict, reason = _judge(previous, signed, proof)
+        except InvalidProofError:
+            if not refused:
+                raise
+            verdict, reason = "flagged", "the tree changed without a consistency proof"
+        if verdict == "flagged" and refused:
+            reason = f"{reason}; {refused}"
     if verdict not in ("stale", "unchanged"):  # only what changes the picture is kept
         conn.execute(
             insert(audit_peer_checkpoints).values(
@@ -136,7 +187,61 @@ def record_peer_checkpoint(
             partner=peer_id,
             now=now,
         )
+    if verdict == "epoch":
+        append(
+            conn,
+            actor=f"partner:{peer_id}",
+            role="partner",
+            action="peer.epoch",
+            resource=f"partner:{peer_id}/checkpoint:{checkpoint.tree_size}",
+            outcome="allowed",
+            reason=reason.split("; statement ", 1)[0][:2048],
+            partner=peer_id,
+            now=now,
+        )
     return WitnessResult(peer_id, checkpoint.tree_size, verdict, reason)
+
+
+def _declared_gap(
+    previous: SignedCheckpoint | None,
+    new: SignedCheckpoint,
+    epochs: Sequence[ServedEpoch],
+    public_key: Ed25519PublicKey,
+) -> tuple[str | None, str]:
+    """(the reason to accept ``new`` as a declared new epoch, or None; why a statement that
+    named ``previous`` was refused, or "")."""
+    if previous is None:
+        return None, ""
+    refused = ""
+    for served in epochs:
+        statement = served.statement
+        if not statement.names(previous):
+            continue
+        fields = statement.fields
+        try:
+            statement.verify(public_key)
+            if fields["node_id"] != new.checkpoint.node_id:
+                raise EpochError("the epoch statement names another node")
+            verify_consistency(
+                fields["restored_tree_size"],
+                new.checkpoint.tree_size,
+                bytes.fromhex(fields["restored_root_hash"]),
+                bytes.fromhex(new.checkpoint.root_hash),
+                served.proof or [],
+            )
+        except (EpochError, InvalidProofError) as exc:
+            refused = f"an epoch statement naming that checkpoint was refused: {exc}"
+            continue
+        old = previous.checkpoint
+        return (
+            f"new epoch declared by the peer: it cannot extend its checkpoint of tree size "
+            f"{old.tree_size} (root {old.root_hash}) this node held; entries seq "
+            f"{fields['restored_tree_size']}..{old.tree_size - 1} ({fields['entries_lost']}) "
+            f"were lost; its log goes on from tree size {fields['restored_tree_size']} "
+            f"(root {fields['restored_root_hash']}), declared {fields['time']} "
+            f"({statement.digest}); statement {json.dumps(statement.to_json())}"
+        ), ""
+    return None, refused
 
 
 def _judge(
@@ -190,6 +295,26 @@ def _check_proof(
     if stale_ok:
         return "stale", f"an older checkpoint (tree size {first}), consistent with the last"
     return "consistent", f"extends the last accepted checkpoint (tree size {first} to {second})"
+
+
+def declared_epochs(conn_or_engine: Connection | Engine) -> list[DeclaredEpoch]:
+    """Every new epoch a peer declared and this node accepted, oldest first."""
+    table = audit_peer_checkpoints
+    with connected(conn_or_engine) as conn:
+        rows = conn.execute(
+            select(table.c.peer_id, table.c.received_at, table.c.tree_size, table.c.reason)
+            .where(table.c.verdict == "epoch")
+            .order_by(table.c.id)
+        ).all()
+    return [
+        DeclaredEpoch(
+            peer_id=row.peer_id,
+            accepted_at=row.received_at,
+            tree_size=int(row.tree_size),
+            reason=row.reason,
+        )
+        for row in rows
+    ]
 
 
 def flagged_peers(conn_or_engine: Connection | Engine) -> list[FlaggedPeer]:
