@@ -1,5 +1,10 @@
 """Fixtures: every storage test runs on SQLite and, when EXCHANGE_TEST_POSTGRES_URL is set, on
-PostgreSQL too (each test in a schema of its own, dropped afterwards)."""
+PostgreSQL too (each test in a schema of its own, dropped afterwards).
+
+Under CI (``CI`` set, as ``.ci/run`` does) Hypothesis draws the same examples on every run,
+so a commit is green or red by its code, not by a lucky draw; run the tests without ``CI``
+to explore new examples.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from exchange.app import create_app
@@ -20,6 +26,10 @@ from nodes import tokens
 from nodes.directory import init_node
 from nodes.node import Node
 from nodes.settings import NodeSettings
+
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 POSTGRES_URL = os.environ.get("EXCHANGE_TEST_POSTGRES_URL", "")
 NO_POSTGRES = (

@@ -36,6 +36,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized, as tests/test_openapi_fuzz.py: a random draw once generated a query whose extra
+# parameter could not be written in a URL (so the node never saw it) and failed CI by luck.
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_the_auditor_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {SECRET}"})
