@@ -17,6 +17,7 @@ from nodes.directory import init_node
 from nodes.node import Node
 from tests.audit_support import add_entries
 from tests.conftest import now
+from tests.fuzzing import checks_voided_by_our_token
 
 
 def _app() -> tuple[FastAPI, str]:
@@ -40,4 +41,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex
 # parameter could not be written in a URL (so the node never saw it) and failed CI by luck.
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_the_auditor_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {SECRET}"})
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {SECRET}"},
+        excluded_checks=checks_voided_by_our_token(case),
+    )
