@@ -24,23 +24,29 @@ from exchange.push_client import PushError, _csv_parts, push_file
 from nodes import reports as reports_module
 from nodes import tokens, upload_sessions
 from nodes.node import Node
-from nodes.tables import cell_tables, reports, upload_parts
+from nodes.tables import reports, upload_parts
 from nodes.tables import upload_sessions as upload_sessions_table
 from schemas.errors import NotFoundError
 from schemas.validation import ReportValidationError
 from tests.samples import as_csv, weekly_rows
+from tests.test_push_api import stored_counts
 
 UPLOADS = "/v1/uploads"
 CSV = {"schema_id": "weekly_epi@1", "media_type": "text/csv"}
 
 
-def stored_counts(node: Node) -> tuple[int, int]:
-    with node.engine.connect() as conn:
-        n_reports = conn.execute(select(func.count()).select_from(reports)).scalar_one()
-        n_cells = conn.execute(
-            select(func.count()).select_from(cell_tables["weekly_epi@1"])
-        ).scalar_one()
-    return n_reports, n_cells
+def open_csv(node: Node, record: tokens.TokenRecord, at: dt.datetime) -> upload_sessions.Session:
+    """A CSV upload of weekly_epi@1 opened directly on the node, without a key."""
+    session, _reused = upload_sessions.open_session(
+        node.engine,
+        token=record,
+        schema_id="weekly_epi@1",
+        media_type="text/csv",
+        generated_at=None,
+        key=None,
+        now=at,
+    )
+    return session
 
 
 def open_upload(client: TestClient, agency: dict[str, str], **extra: str) -> str:
@@ -326,15 +332,7 @@ def test_an_upload_expires_a_day_after_its_last_part(node: Node) -> None:
         node.engine, name="agency", role="agency", schemas=("weekly_epi@1",), now=now()
     )[0]
     start = now() - dt.timedelta(hours=30)
-    session, _ = upload_sessions.open_session(
-        node.engine,
-        token=record,
-        schema_id="weekly_epi@1",
-        media_type="text/csv",
-        generated_at=None,
-        key=None,
-        now=start,
-    )
+    session = open_csv(node, record, start)
     upload_sessions.put_part(
         node.engine,
         token=record,
@@ -348,15 +346,7 @@ def test_an_upload_expires_a_day_after_its_last_part(node: Node) -> None:
     assert upload_sessions.pending(node.engine, now()) == (0, 0)
     with pytest.raises(NotFoundError, match="expired"):
         upload_sessions.get(node.engine, token=record, public_id=session.public_id, now=now())
-    upload_sessions.open_session(  # opening any session clears expired ones and their parts
-        node.engine,
-        token=record,
-        schema_id="weekly_epi@1",
-        media_type="text/csv",
-        generated_at=None,
-        key=None,
-        now=now(),
-    )
+    open_csv(node, record, now())  # opening any session clears expired ones and their parts
     with node.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(upload_parts)).scalar_one() == 0
 
@@ -461,15 +451,7 @@ def big_csv(rows: int) -> bytes:
 
 def commit_peak(node: Node, record: tokens.TokenRecord, data: bytes, part_bytes: int) -> int:
     """Peak Python memory of committing ``data`` sent in parts of ``part_bytes``."""
-    session, _ = upload_sessions.open_session(
-        node.engine,
-        token=record,
-        schema_id="weekly_epi@1",
-        media_type="text/csv",
-        generated_at=None,
-        key=None,
-        now=now(),
-    )
+    session = open_csv(node, record, now())
     for n, start in enumerate(range(0, len(data), part_bytes), 1):
         upload_sessions.put_part(
             node.engine,
@@ -575,15 +557,7 @@ def test_parts_cut_anywhere_read_as_the_csv_module_reads_the_whole_file(
         schemas=("weekly_epi@1",),
         now=now(),
     )[0]
-    session, _ = upload_sessions.open_session(
-        node.engine,
-        token=record,
-        schema_id="weekly_epi@1",
-        media_type="text/csv",
-        generated_at=None,
-        key=None,
-        now=now(),
-    )
+    session = open_csv(node, record, now())
     for number in data.draw(st.permutations(range(1, len(parts) + 1))):
         upload_sessions.put_part(
             node.engine,
