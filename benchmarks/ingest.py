@@ -27,7 +27,7 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exchange.push_client import push_file
+from exchange.clients.push import push_file
 from nodes import tokens
 from nodes.database import make_engine
 from nodes.directory import init_node, sample_gazetteer

@@ -9,7 +9,7 @@ One server process (uvicorn, loopback) serves both:
   signature, checks the peer registry and records the nonce, decides the policy, reserves
   the budget, runs the aggregate SQL, draws the noise, stores the release, appends to the
   audit log and signs its response; the client verifies that signature and stores the
-  release with it (``exchange.pulling.pull``, what ``exchange pull`` does);
+  release with it (``exchange.clients.pulling.pull``, what ``exchange pull`` does);
 * ``GET /bench/bare``: a plain FastAPI endpoint that runs the same SQL over the same key
   set and returns the same JSON document (exact values instead of noisy ones): no
   signature, no policy, no ledger, no noise, no storage.
@@ -45,19 +45,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient
 
-from exchange.app import create_app
-from exchange.demo_data import as_csv
-from exchange.partner_auth import authenticate
-from exchange.pulling import peer_client, pull
-from exchange.releasing import _json, release_document
-from exchange.signatures import RequestMessage, ResponseMessage, sign_request, sign_response
-from nodes import aggregates, keys, peers, release_store, releases, tokens
+from exchange.api.app import create_app
+from exchange.api.partner_auth import authenticate
+from exchange.api.releasing import _json, release_document
+from exchange.clients.pulling import peer_client, pull
+from exchange.demo.data import as_csv
+from exchange.signing.signatures import RequestMessage, ResponseMessage, sign_request, sign_response
+from nodes import aggregates, keys, peers, tokens
 from nodes.database import reading
 from nodes.directory import init_node, sample_gazetteer
 from nodes.identity import load_current, public_key_text
 from nodes.node import Node
-from nodes.release_document import Release
-from nodes.release_tables import releases as release_rows
+from nodes.releases import pipeline, store
+from nodes.releases.document import Release
+from nodes.releases.tables import releases as release_rows
 from nodes.settings import NodeSettings
 from policies.decision import ReleaseRequest, decide_with_keys
 from policies.query import ReleaseQuery
@@ -142,7 +143,7 @@ def serve(directory: Path, port: int) -> None:
             assert space is not None and decision.effective is not None
             with reading(node.engine) as conn:
                 first = conn.execute(select(release_rows.c.id).order_by(release_rows.c.id)).scalar()
-                template = release_store.get(conn, int(first or 0))
+                template = store.get(conn, int(first or 0))
             assert template is not None, "run one signed pull first"
             prepared.update(space=space, template=template)
         space, template = prepared["space"], prepared["template"]
@@ -272,7 +273,7 @@ def breakdown(
                 with clock("signature, peer key, nonce"):
                     partner = authenticate(xa, message, now=now)
                 with clock("release(): policy, ledger, SQL, noise, store, audit"):
-                    made = releases.release(xa, partner_id="XB", query=wanted, now=now)
+                    made = pipeline.release(xa, partner_id="XB", query=wanted, now=now)
                 with clock("document and JSON"):
                     document = _json(release_document(xa, partner, made.as_document()))
                 with clock("response signature"):

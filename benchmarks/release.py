@@ -8,7 +8,7 @@ A. area x week at district level, 28 weeks: 9,996 cells over 280,000 of the rows
 B. area x week at province level (districts rolled up through the gazetteer), 100 weeks:
    10,000 cells over all the rows;
 
-each as a full ``nodes.releases.release`` (policy decision, budget reservation, exact
+each as a full ``nodes.releases.pipeline.release`` (policy decision, budget reservation, exact
 aggregate, one OpenDP Laplace mechanism per measure for ``cases`` and ``deaths``,
 post-processing, storage, audit) beside the raw SQL GROUP BY of the same cells, with the
 ratio (goal: 1.3x or less), and the cost of a cached repeat (goal: far below the first).
@@ -31,11 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from nodes import aggregates, releases, tokens
+from nodes import aggregates, tokens
 from nodes.bulk import insert_rows
 from nodes.database import writing
 from nodes.directory import init_node
 from nodes.node import Node
+from nodes.releases import pipeline
 from nodes.tables import cell_tables, reports
 from policies import privacy
 from policies.query import ReleaseQuery
@@ -182,11 +183,11 @@ def scenario(
         until=WEEKS[-1],
         purpose="benchmark",
     )
-    made: list[releases.Release] = []
+    made: list[pipeline.Release] = []
 
     def release() -> None:
         partner = PARTNERS[len(made) % len(PARTNERS)]  # a fresh partner: never a cache hit
-        made.append(releases.release(node, partner_id=partner, query=query, now=NOW))
+        made.append(pipeline.release(node, partner_id=partner, query=query, now=NOW))
 
     raw_ms(node, raw_sql, since)  # warm the page cache for both
     PHASES.clear()
@@ -199,7 +200,7 @@ def scenario(
     raw, release_ms = statistics.median(raw_times), statistics.median(release_times)
     first = made[0]
     cached_ms = median_ms(
-        lambda: releases.release(node, partner_id=first.stored.partner_id, query=query, now=NOW),
+        lambda: pipeline.release(node, partner_id=first.stored.partner_id, query=query, now=NOW),
         rounds=5,
     )
     document_ms = median_ms(first.as_document)

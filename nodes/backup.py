@@ -47,7 +47,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.engine import make_url
 
 from nodes import ledger, migrate
-from nodes.audit import anchor, epoch, signer, verifier
+from nodes.audit import anchor, checkpoint_store, epoch, verifier
 from nodes.audit.checkpoint import SignedCheckpoint, verify_checkpoint
 from nodes.audit.entry import GENESIS_PREV
 from nodes.audit.epoch import EpochStatement
@@ -102,7 +102,7 @@ def take(settings: NodeSettings, out: Path, *, actor: str, now: datetime) -> dic
             )
         with reading(engine) as conn:  # PostgreSQL: the dump holds at least this much
             head = read_head(conn)
-            latest = signer.latest_checkpoint(conn)
+            latest = checkpoint_store.latest_checkpoint(conn)
         out.mkdir(mode=0o700, parents=True)
         try:
             kind = _copy_database(settings, engine, out)
@@ -114,7 +114,7 @@ def take(settings: NodeSettings, out: Path, *, actor: str, now: datetime) -> dic
             copy = make_engine(f"sqlite:///{out / SQLITE_COPY}")
             with reading(copy) as conn:
                 head = read_head(conn)
-                latest = signer.latest_checkpoint(conn)
+                latest = checkpoint_store.latest_checkpoint(conn)
     finally:
         engine.dispose()
         if copy is not None:

@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, Connection, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from nodes.release_tables import budget_ledger
+from nodes.releases.tables import budget_ledger
 from policies.accounts import BudgetLine, BudgetOutlook, Charge
 from policies.budget import epsilon, show
 from schemas.errors import BudgetExhaustedError

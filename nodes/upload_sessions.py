@@ -6,7 +6,7 @@ is the parts' bytes concatenated in number order, so a part may end anywhere, ev
 row. Parts are kept in the database, not in a worker's memory or disk, so every worker and
 replica can take any request of a session, and a node restart loses nothing.
 
-The commit (``exchange.upload_commit``) validates the whole file and stores it through
+The commit (``exchange.api.upload_commit``) validates the whole file and stores it through
 ``nodes.reports.store`` in one transaction that also marks the session committed and drops
 its parts: the report is all there or none of it is. A session that is not committed
 within ``LIFETIME`` of its last part expires and its parts are deleted.

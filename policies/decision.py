@@ -54,7 +54,7 @@ class Decision(BaseModel):
     cost: PrivacyCost | None = None
     charges: tuple[Charge, ...] = ()
     suppress_below: int = 0
-    budget: BudgetOutlook | None = None  # filled in by the node (`nodes.releases.check`)
+    budget: BudgetOutlook | None = None  # filled in by the node (`nodes.releases.pipeline.check`)
 
     @property
     def sentence(self) -> str:

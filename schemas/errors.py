@@ -1,4 +1,4 @@
-"""The exception tree every layer raises; ``exchange.problems`` maps each branch to HTTP.
+"""The exception tree every layer raises; ``exchange.api.problems`` maps each branch to HTTP.
 
     ExchangeError                 anything the caller can be told about, safely
     ├── InvalidInputError         the request is malformed or its values are wrong (422)
@@ -10,7 +10,7 @@
 
 Messages are written for the person on the other end: they never contain secrets. An error
 may carry its sentence as a ``Message`` (a stable code from ``MESSAGES``, its parameters and
-the English template), which ``exchange.problems`` renders in the caller's language; ``str``
+the English template), which ``exchange.api.problems`` renders in the caller's language; ``str``
 of the error stays the English sentence, for logs and the CLI. Extension members of the
 problem (``problem_extra``) are typed on the base class too.
 """
@@ -117,7 +117,7 @@ Param = str | int | tuple[str, ...]
 #: language (in English as plain digits, as logs and tests read them); text params are
 #: shown as given (names, values the caller sent, already quoted and cut).
 MESSAGES: dict[str, str] = {
-    # The body as it arrives (exchange.uploads)
+    # The body as it arrives (exchange.api.bodies)
     "body_deadline": N_("the body did not arrive within {seconds} seconds; send it again"),
     "client_disconnected": N_("the client closed the connection mid-body"),
     "body_too_large_declared": N_(
@@ -146,7 +146,7 @@ MESSAGES: dict[str, str] = {
         "unknown field(s) {names} (and {more} more) for {schema}; its fields are {fields}"
     ),
     "missing_fields": N_("required field(s) {fields} missing for {schema}"),
-    # Strict JSON (exchange.strict_json)
+    # Strict JSON (exchange.api.strict_json)
     "json_not_utf8": N_("the body is not UTF-8 (byte {byte} is invalid)"),
     "json_too_deep": N_(
         "the JSON nests too deeply; no request body of this API nests more than a few levels"
@@ -159,12 +159,12 @@ MESSAGES: dict[str, str] = {
     "json_lone_surrogate": N_(
         "the text {text} holds a lone UTF-16 surrogate escape; it is not a character"
     ),
-    # Whatever the route (exchange.problems)
+    # Whatever the route (exchange.api.problems)
     "no_such_path": N_("nothing is served at this path"),
     "bearer_required": N_("this endpoint needs 'Authorization: Bearer <token>'"),
     "request_invalid": N_("the request is invalid"),
     "internal_error": N_("the node failed to answer; the operator can see why in its log"),
-    # Upload sessions (nodes.upload_sessions, exchange.upload_commit); ``upload`` is the
+    # Upload sessions (nodes.upload_sessions, exchange.api.upload_commit); ``upload`` is the
     # session's public id, ``key`` the client's idempotency key, both as the client sent them
     "upload_media_type": N_(
         "an upload session takes the media types {media_types}, not {media_type}; "
@@ -210,7 +210,7 @@ MESSAGES: dict[str, str] = {
     "upload_ndjson_not_json": N_("line {line}: {reason}"),
     "upload_ndjson_not_object": N_("line {line} is not a JSON object; send one row per line"),
     "upload_no_rows": N_("the upload has no rows; a report states at least one cell"),
-    # Federation (exchange.routes.federation)
+    # Federation (exchange.api.routes.federation)
     "release_query_too_large": N_("a release query is at most {limit} bytes; this one is larger"),
 }
 

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
-from exchange.app import create_app
+from exchange.api.app import create_app
 from nodes import tokens
 from nodes.directory import init_node
 from nodes.node import Node

@@ -18,17 +18,17 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from exchange.app import create_app
-from exchange.demo_data import NATIONS, Nation, as_csv, outbreak_rows, outbreak_weeks, policy_yaml
-from exchange.peer_client import PeerClient
-from exchange.pulling import peer_client
+from exchange.api.app import create_app
+from exchange.clients.peer import PeerClient
+from exchange.clients.pulling import peer_client
+from exchange.demo.data import NATIONS, Nation, as_csv, outbreak_rows, outbreak_weeks, policy_yaml
 from nodes import ledger, peers, tokens
 from nodes.database import reading
 from nodes.directory import init_node, sample_gazetteer
 from nodes.federation_tables import nonces, received_releases
 from nodes.identity import load_current, public_key_text
 from nodes.node import Node
-from nodes.release_tables import releases
+from nodes.releases.tables import releases
 from nodes.settings import NodeSettings
 from policies.query import ReleaseQuery
 

@@ -13,7 +13,7 @@ from nodes import reports, tokens
 from nodes.audit.tables import audit_entries
 from nodes.directory import sample_gazetteer
 from nodes.node import Node
-from nodes.release_tables import budget_ledger
+from nodes.releases.tables import budget_ledger
 from nodes.tokens import TokenRecord
 from policies.node_policy import NodePolicy, load_policy
 from schemas.registry import SchemaRegistry

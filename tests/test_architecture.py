@@ -57,5 +57,5 @@ def test_only_policies_imports_opendp() -> None:
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("from exchange.app import create_app\nimport nodes.tables\n")
+    bad.write_text("from exchange.api.app import create_app\nimport nodes.tables\n")
     assert imported_roots(bad) == {"exchange", "nodes"}

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, insert, update
 
 from nodes import ledger
-from nodes.audit import anchor, signer
+from nodes.audit import anchor, checkpoint_store
 from nodes.audit.entry import encode_entry
 from nodes.audit.errors import LogIntegrityError
 from nodes.audit.merkle import leaf_hash
@@ -38,7 +38,7 @@ from tests.conftest import now
 def signed(node: Node) -> Node:
     """A node with 12 entries (the opening checkpoint's empty tree, then these) all signed."""
     add_entries(node.engine, 12)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     return node
 
 
@@ -81,7 +81,7 @@ def test_a_rechained_history_with_the_checkpoint_tables_deleted_is_never_signed(
     assert "the newest checkpoint this node signed (tree size 12" in message
     assert str(anchor.path_in(settings.keys_dir)) in message
     with pytest.raises(LogIntegrityError, match="refusing to sign: the log's first 12 entries"):
-        signer.sign(signed.engine, signed.key.private_key, now=now())  # the running node
+        checkpoint_store.sign(signed.engine, signed.key.private_key, now=now())  # the running node
     with signed.engine.connect() as conn:
         assert conn.execute(audit_checkpoints.select()).first() is None  # nothing was signed
 
@@ -91,14 +91,14 @@ def test_a_clean_rollback_to_an_older_copy_of_the_database_is_refused(tmp_path: 
     database = Path(settings.database.removeprefix("sqlite:///"))
     node = Node.open(settings)
     add_entries(node.engine, 4)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     with (
         closing(sqlite3.connect(database)) as source,
         closing(sqlite3.connect(tmp_path / "copy.sqlite3")) as copy,
     ):
         source.backup(copy)  # a clean, self-consistent older state
     add_entries(node.engine, 6, tag="later")
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     node.close()
     for suffix in ("-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
@@ -119,7 +119,7 @@ def test_a_fresh_node_and_its_restarts_start_and_keep_an_anchor(tmp_path: Path) 
     assert opening is not None and opening.checkpoint.tree_size == 0
     assert stat_mode(path) == 0o600
     add_entries(node.engine, 3)
-    signed = signer.sign(node.engine, node.key.private_key, now=now())
+    signed = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     assert anchor.read(path) == signed  # written with the checkpoint, before its commit
     node.close()
     for _restart in range(2):
@@ -135,7 +135,7 @@ def test_a_node_made_before_anchors_adopts_its_log_says_so_and_is_protected_afte
     settings, _ = init_node(tmp_path / "xa", node_id="XA", name="A")
     node = Node.open(settings)
     add_entries(node.engine, 5)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     node.close()
     anchor.path_in(settings.keys_dir).unlink()  # as on a node made before this change
     node = Node.open(settings)
@@ -179,7 +179,7 @@ def test_leftover_lookup_rows_refuse_start_up_and_never_fail_signing_raw(
             insert(audit_lookup).values(seq=12, time=now(), actor="node", action="policy.load")
         )
     with pytest.raises(LogIntegrityError, match="lookup index"):
-        signer.sign(signed.engine, signed.key.private_key, now=now())
+        checkpoint_store.sign(signed.engine, signed.key.private_key, now=now())
     with pytest.raises(LogIntegrityError, match=r"lookup index \(audit_lookup\) holds 13 rows"):
         Node.open(settings)
 
@@ -248,7 +248,7 @@ def test_the_anchor_keeps_the_ledger_totals_signed_with_its_checkpoint(node: Nod
     )
     with writing(node.engine) as conn:
         ledger.reserve(conn, [charge], 4, now())
-    signed = signer.sign(node.engine, node.key.private_key, now=now())
+    signed = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     path = anchor.path_in(node.settings.keys_dir)
     assert anchor.read(path) == signed
     totals = anchor.read_ledger(path, node.key.public_key)

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from nodes.audit import signer, verifier
+from nodes.audit import checkpoint_store, verifier
 from nodes.audit.merkle import verify_consistency, verify_inclusion
 from nodes.audit.tables import audit_checkpoints
 from nodes.database import writing
@@ -34,7 +34,7 @@ def auditor(node: Node) -> dict[str, str]:
 
 
 def sign(node: Node) -> None:
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
 
 
 def bearer_operations(client: TestClient) -> list[tuple[str, str]]:

@@ -10,9 +10,9 @@ import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 
-from exchange.app import create_app
+from exchange.api.app import create_app
 from nodes import tokens
-from nodes.audit import signer
+from nodes.audit import checkpoint_store
 from nodes.directory import init_node
 from nodes.node import Node
 from tests.audit_support import add_entries
@@ -28,7 +28,7 @@ def _app() -> tuple[FastAPI, str]:
         node.engine, name="fuzz-auditor", role="auditor", schemas=(), now=now()
     )
     add_entries(node.engine, 20)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     return create_app(node_settings, node=node), secret
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from nodes import reports, tokens
-from nodes.audit import log, signer
+from nodes.audit import checkpoint_store, log
 from nodes.audit.errors import InvalidEntryError, LogIntegrityError, LogNotInitializedError
 from nodes.audit.merkle import MerkleTree, leaf_hash
 from nodes.audit.startup import check_log, known_public_keys
@@ -232,7 +232,7 @@ def test_concurrent_appends_keep_seq_gap_free_and_the_tree_valid(node: Node) -> 
                     resource=f"token:item{k}", outcome="allowed", reason="", now=now(),
                 )  # fmt: skip
             if k % 10 == 0:  # checkpoints signed while others append
-                signer.sign(node.engine, node.key.private_key, now=now())
+                checkpoint_store.sign(node.engine, node.key.private_key, now=now())
 
     run_threads(threads, work)
     entries = stored_entries(node.engine)
@@ -240,7 +240,7 @@ def test_concurrent_appends_keep_seq_gap_free_and_the_tree_valid(node: Node) -> 
     data = stored_bytes(node.engine)
     for previous, entry in zip(data, entries[1:], strict=False):
         assert entry["prev"] == leaf_hash(previous).hex()
-    final = signer.sign(node.engine, node.key.private_key, now=now())
+    final = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     assert final.checkpoint.root_hash == MerkleTree([leaf_hash(d) for d in data]).root().hex()
     status = check_log(node.engine, public_keys=known_public_keys(node.settings.keys_dir))
     assert status.entries == threads * each == status.checkpoint_size

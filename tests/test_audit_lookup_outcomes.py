@@ -18,13 +18,14 @@ import sqlalchemy as sa
 from alembic import command
 from fastapi.testclient import TestClient
 
-from nodes import migrate, releases
-from nodes.audit import exporting, signer
+from nodes import migrate
+from nodes.audit import checkpoint_store, exporting
 from nodes.audit.entry import AuditEntry
 from nodes.audit.log import append, initialize
 from nodes.audit.summary import release_refusals
 from nodes.database import make_engine, writing
 from nodes.node import Node
+from nodes.releases import pipeline
 from tests.audit_support import add_entries, bearer, stored_entries
 from tests.release_support import NOW, agency, install_policy, push, weekly
 from tests.test_metrics import QUERY, scrape, value
@@ -158,10 +159,10 @@ def _refuse(node: Node) -> None:
     install_policy(node)
     push(node, agency(node), "weekly_epi@1", weekly(("XA-P1-D1",), range(1, 5)))
     adm2 = QUERY.model_copy(update={"group_by": ("area:adm2",)})
-    releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     for partner, query in (("XB", adm2), ("XB", adm2), ("XZ", QUERY)):
-        with pytest.raises(releases.PolicyDeniedError):
-            releases.release(node, partner_id=partner, query=query, now=NOW)
+        with pytest.raises(pipeline.PolicyDeniedError):
+            pipeline.release(node, partner_id=partner, query=query, now=NOW)
 
 
 def test_refusal_counters_equal_a_count_of_the_exported_entries(
@@ -169,10 +170,12 @@ def test_refusal_counters_equal_a_count_of_the_exported_entries(
 ) -> None:
     operator = bearer(node.engine, name="ops", role="operator")
     _refuse(node)
-    signer.sign(node.engine, node.key.private_key, now=NOW)  # half indexed, half in the tail
-    with pytest.raises(releases.PolicyDeniedError):
+    checkpoint_store.sign(
+        node.engine, node.key.private_key, now=NOW
+    )  # half indexed, half in the tail
+    with pytest.raises(pipeline.PolicyDeniedError):
         adm2 = QUERY.model_copy(update={"group_by": ("area:adm2",)})
-        releases.release(node, partner_id="XB", query=adm2, now=NOW)
+        pipeline.release(node, partner_id="XB", query=adm2, now=NOW)
     expected = _refusals_in_export(node)
     assert sum(expected.values()) == 4 and len(expected) == 2
     samples = scrape(client, operator)
@@ -203,7 +206,7 @@ def test_a_scrape_reads_no_entry_the_latest_checkpoint_covers(
 ) -> None:
     operator = bearer(node.engine, name="ops", role="operator")
     _refuse(node)
-    signer.sign(node.engine, node.key.private_key, now=NOW)
+    checkpoint_store.sign(node.engine, node.key.private_key, now=NOW)
     with statements(node.engine) as sent:
         samples = scrape(client, operator)
     assert sent  # the listener sees the scrape's queries
@@ -224,7 +227,7 @@ def test_summary_counts_match_the_stored_entries_after_many_checkpoints(node: No
     for rule in ("budget", "deny by default", "budget", "budget"):
         with writing(node.engine) as conn:
             _append(conn, rule=rule, now=NOW)
-        signer.sign(node.engine, node.key.private_key, now=NOW)
+        checkpoint_store.sign(node.engine, node.key.private_key, now=NOW)
     with writing(node.engine) as conn:
         _append(conn, rule="deny by default", now=NOW)
     expected = Counter(

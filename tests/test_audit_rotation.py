@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from exchange.cli import app
 from nodes import identity
-from nodes.audit import signer, tree, verifier
+from nodes.audit import checkpoint_store, tree, verifier
 from nodes.audit.checkpoint import key_id_for, sign_checkpoint
 from nodes.audit.entry import AuditEntry
 from nodes.audit.export import build_export
@@ -140,7 +140,7 @@ def test_node_and_standalone_verifier_compute_the_same_key_id_leaf_root_and_sign
     assert identity.key_id(public) == verifier.key_id(public) == key_id_for(public)
     assert node.key.kid == verifier.key_id(public)
     add_entries(node.engine, 5)
-    signed = signer.sign(node.engine, node.key.private_key, now=now())
+    signed = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     assert signed.checkpoint.key_id == node.key.kid
     data = stored_bytes(node.engine)
     export = build_export(data, [signed])

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, insert, update
 
-from exchange.app import create_app
-from nodes.audit import signer
+from exchange.api.app import create_app
+from nodes.audit import checkpoint_store
 from nodes.audit.checkpoint import sign_checkpoint
 from nodes.audit.entry import encode_entry
 from nodes.audit.errors import LogIntegrityError
@@ -26,7 +26,7 @@ from tests.conftest import now
 def signed_log(node: Node) -> Node:
     """A node with 10 entries covered by a checkpoint and 2 more that are not."""
     add_entries(node.engine, 10)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     add_entries(node.engine, 2, tag="tail")
     return node
 
@@ -145,7 +145,7 @@ def test_the_app_refuses_to_start_on_a_cut_log(settings: NodeSettings, signed_lo
 
 
 def test_an_empty_log_with_a_checkpoint_opens(settings: NodeSettings, node: Node) -> None:
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     reopen(settings).close()
 
 

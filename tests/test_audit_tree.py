@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
-from exchange.app import create_app
-from nodes.audit import signer, tree
+from exchange.api.app import create_app
+from nodes.audit import checkpoint_store, tree
 from nodes.audit.errors import LogIntegrityError
 from nodes.audit.merkle import Frontier, MerkleTree, leaf_hash, subtrees
 from nodes.audit.tables import audit_entries, audit_head, audit_nodes
@@ -52,7 +52,7 @@ def test_a_frontier_refuses_an_edge_of_the_wrong_shape() -> None:
 def test_stored_roots_and_proofs_match_the_in_memory_tree(node: Node) -> None:
     for batch in (1, 6, 9, 16, 3):
         add_entries(node.engine, batch, tag=f"b{batch}-")
-        signer.sign(node.engine, node.key.private_key, now=now())
+        checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     memory = MerkleTree([leaf_hash(d) for d in stored_bytes(node.engine)])
     size = memory.size
     with reading(node.engine) as conn:
@@ -68,7 +68,7 @@ def test_stored_roots_and_proofs_match_the_in_memory_tree(node: Node) -> None:
 
 def test_a_proof_fetches_only_olog_n_hashes(node: Node) -> None:
     add_entries(node.engine, 64)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     fetched: list[int] = []
     real = tree.fetch
 
@@ -85,35 +85,35 @@ def test_a_proof_fetches_only_olog_n_hashes(node: Node) -> None:
 
 def test_signing_without_new_entries_reuses_or_refreshes_the_checkpoint(node: Node) -> None:
     add_entries(node.engine, 3)
-    first = signer.sign(node.engine, node.key.private_key, now=now())
-    assert signer.sign(node.engine, node.key.private_key, now=now(), force=False) == first
-    assert signer.sign_if_due(node.engine, node.key.private_key, now=now()) is None
-    again = signer.sign(node.engine, node.key.private_key, now=now())
+    first = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
+    assert checkpoint_store.sign(node.engine, node.key.private_key, now=now(), force=False) == first
+    assert checkpoint_store.sign_if_due(node.engine, node.key.private_key, now=now()) is None
+    again = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     assert again.checkpoint.tree_size == 3 and again.body != first.body
     add_entries(node.engine, 1)
-    due = signer.sign_if_due(node.engine, node.key.private_key, now=now())
+    due = checkpoint_store.sign_if_due(node.engine, node.key.private_key, now=now())
     assert due is not None and due.checkpoint.tree_size == 4
-    assert signer.latest_checkpoint(node.engine) == due
+    assert checkpoint_store.latest_checkpoint(node.engine) == due
 
 
 def test_signing_refuses_a_log_shorter_than_its_checkpoint(node: Node) -> None:
     add_entries(node.engine, 4)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     with node.engine.begin() as conn:
         conn.execute(audit_head.update().values(size=2))
     with pytest.raises(LogIntegrityError, match="holds 2 entries but checkpoint 4 was signed"):
-        signer.sign(node.engine, node.key.private_key, now=now())
+        checkpoint_store.sign(node.engine, node.key.private_key, now=now())
 
 
 def test_signing_refuses_a_log_with_a_missing_entry(node: Node) -> None:
     add_entries(node.engine, 4)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     add_entries(node.engine, 3)
     with node.engine.begin() as conn:
         conn.execute(delete(audit_entries).where(audit_entries.c.seq == 5))
     with pytest.raises(LogIntegrityError, match="entry seq 5 is missing"):
-        signer.sign(node.engine, node.key.private_key, now=now())
-    assert signer.latest_checkpoint(node.engine).checkpoint.tree_size == 4  # type: ignore[union-attr]
+        checkpoint_store.sign(node.engine, node.key.private_key, now=now())
+    assert checkpoint_store.latest_checkpoint(node.engine).checkpoint.tree_size == 4  # type: ignore[union-attr]
 
 
 def _wait_for(condition: object, seconds: float = 5.0) -> bool:
@@ -132,11 +132,11 @@ def test_the_app_signs_checkpoints_while_there_is_activity(settings: NodeSetting
         add_entries(node.engine, 2)
 
         def covered() -> bool:
-            latest = signer.latest_checkpoint(node.engine)
+            latest = checkpoint_store.latest_checkpoint(node.engine)
             return latest is not None and latest.checkpoint.tree_size == 2
 
         assert _wait_for(covered)
         add_entries(node.engine, 1)
-    latest = signer.latest_checkpoint(node.engine)  # shutdown signed the last one
+    latest = checkpoint_store.latest_checkpoint(node.engine)  # shutdown signed the last one
     assert latest is not None and latest.checkpoint.tree_size == 3
     node.close()

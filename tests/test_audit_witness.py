@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from nodes.audit import anchor, queries, signer, witness
+from nodes.audit import anchor, checkpoint_store, reading, witness
 from nodes.audit.checkpoint import sign_checkpoint
 from nodes.audit.errors import InvalidCheckpointError, InvalidProofError, LogIntegrityError
 from nodes.audit.merkle import MerkleTree, leaf_hash
@@ -186,10 +186,10 @@ def test_a_database_restored_from_before_a_checkpoint_a_peer_holds_is_caught(
     public_key = a.key.public_key
 
     def show(proof_from: int | None) -> witness.WitnessResult:
-        line = signer.sign(a.engine, a.key.private_key, now=now()).to_line()
+        line = checkpoint_store.sign(a.engine, a.key.private_key, now=now()).to_line()
         proof = None
         if proof_from is not None:
-            proof = queries.consistency(a.engine, first=proof_from).proof
+            proof = reading.consistency(a.engine, first=proof_from).proof
         with writing(w.engine) as conn:
             return witness.record_peer_checkpoint(
                 conn, peer_id="XA", public_key=public_key, line=line, proof=proof, now=now()
@@ -228,7 +228,7 @@ def test_a_restored_database_that_has_not_caught_up_is_a_rollback(tmp_path: Path
     add_entries(a.engine, 3)
     _backup(database, tmp_path / "backup.sqlite3")
     add_entries(a.engine, 6)
-    held = signer.sign(a.engine, a.key.private_key, now=now()).to_line()
+    held = checkpoint_store.sign(a.engine, a.key.private_key, now=now()).to_line()
     a.close()
     shutil.copyfile(tmp_path / "backup.sqlite3", database)
     for suffix in ("-wal", "-shm"):
@@ -237,7 +237,7 @@ def test_a_restored_database_that_has_not_caught_up_is_a_rollback(tmp_path: Path
         Node.open(a_settings)
     anchor.path_in(a_settings.keys_dir).unlink()
     a = Node.open(a_settings)
-    later = signer.sign(a.engine, a.key.private_key, now=now() + dt.timedelta(seconds=1))
+    later = checkpoint_store.sign(a.engine, a.key.private_key, now=now() + dt.timedelta(seconds=1))
     with writing(w.engine) as conn:
         key = a.key.public_key
         first = witness.record_peer_checkpoint(

@@ -11,7 +11,7 @@ from collections import Counter
 import httpx2
 import pytest
 
-from nodes.audit import signer
+from nodes.audit import checkpoint_store
 from nodes.audit.startup import check_log, known_public_keys
 from nodes.node import Node
 from nodes.settings import NodeSettings
@@ -59,7 +59,7 @@ def test_three_workers_log_every_push_and_refusal_once(
         actions = Counter(e["action"] for e in entries)
         assert actions["report.push"] == 90 and actions["auth.failed"] == 90
         status = check_log(node.engine, public_keys=known_public_keys(settings.keys_dir))
-        latest = signer.latest_checkpoint(node.engine)
+        latest = checkpoint_store.latest_checkpoint(node.engine)
         assert latest is not None and latest.checkpoint.tree_size == status.entries
     finally:
         node.close()

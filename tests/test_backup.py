@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from exchange.cli import app
 from nodes import backup, ledger
-from nodes.audit import anchor, exporting, queries, signer, witness
+from nodes.audit import anchor, checkpoint_store, exporting, reading, witness
 from nodes.audit.errors import LogIntegrityError
 from nodes.database import writing
 from nodes.directory import init_node
@@ -81,7 +81,7 @@ def test_a_restore_without_an_export_refuses_to_start_and_says_what_is_missing(
     node = Node.open(settings)
     backup.take(settings, tmp_path / "b", actor="operator", now=now())
     add_entries(node.engine, 5)
-    signed = signer.sign(node.engine, node.key.private_key, now=now())
+    signed = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     node.close()
     done = backup.restore(tmp_path / "b", settings, export=None, actor="operator", now=now())
     assert f"..{signed.checkpoint.tree_size - 1} are missing" in done.missing
@@ -117,9 +117,9 @@ def test_a_restored_node_is_not_a_rollback_to_its_witness(tmp_path: Path) -> Non
     public_key = a.key.public_key
 
     def show(node: Node, proof_from: int | None) -> witness.WitnessResult:
-        line = signer.sign(node.engine, node.key.private_key, now=now()).to_line()
+        line = checkpoint_store.sign(node.engine, node.key.private_key, now=now()).to_line()
         proof = (
-            None if proof_from is None else queries.consistency(node.engine, first=proof_from).proof
+            None if proof_from is None else reading.consistency(node.engine, first=proof_from).proof
         )
         with writing(w.engine) as conn:
             return witness.record_peer_checkpoint(
@@ -130,10 +130,10 @@ def test_a_restored_node_is_not_a_rollback_to_its_witness(tmp_path: Path) -> Non
     first = show(a, None)
     backup.take(a_settings, tmp_path / "b", actor="operator", now=now())
     add_entries(a.engine, 5, tag="later")
-    seen = signer.latest_checkpoint(a.engine)
+    seen = checkpoint_store.latest_checkpoint(a.engine)
     assert seen is not None
     assert show(a, seen.checkpoint.tree_size).verdict == "consistent"
-    witnessed = signer.latest_checkpoint(a.engine)
+    witnessed = checkpoint_store.latest_checkpoint(a.engine)
     assert witnessed is not None and first.verdict == "first"
     export = export_to(a, tmp_path / "newest.jsonl")
     a.close()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from exchange.demo import run
-from exchange.demo_cluster import prepare
-from exchange.demo_data import NATIONS, outbreak_rows
+from exchange.demo.cluster import prepare
+from exchange.demo.data import NATIONS, outbreak_rows
+from exchange.demo.walkthrough import run
 from nodes import peers
 from nodes.directory import sample_gazetteer
 

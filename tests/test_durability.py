@@ -79,7 +79,7 @@ def test_an_interrupted_push_can_be_run_again(
     settings: NodeSettings, agency_secret: str, tmp_path: Path
 ) -> None:
     """Running a finished push again stores nothing new and answers with the same report."""
-    from exchange.push_client import push_file
+    from exchange.clients.push import push_file
     from tests.samples import as_csv
 
     report = tmp_path / "weekly.csv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.uploads import parse_report
+from exchange.api.bodies import parse_report
 from nodes.node import Node
 from schemas.columns import ErrorLog
 from schemas.errors import ROW_MESSAGES

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from exchange.cli import app
 from nodes import keys
-from nodes.audit import queries
+from nodes.audit import reading
 from nodes.directory import init_node
 from nodes.identity import key_id, load_current, public_key_text
 from nodes.node import Node
@@ -103,7 +103,7 @@ def test_keys_rotate_is_audited_and_keeps_the_old_key(node_dir: Path) -> None:
     node = Node.open(NodeSettings.load(node_dir))
     try:
         assert node.key.kid == new
-        logged = queries.entries(node.engine, limit=queries.MAX_PAGE).entries
+        logged = reading.entries(node.engine, limit=reading.MAX_PAGE).entries
         assert [e["resource"] for e in logged if e["action"] == "key.rotate"] == [f"key:{new}"]
     finally:
         node.close()

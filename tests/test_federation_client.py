@@ -17,8 +17,7 @@ import pytest
 import stamina
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import peer_client
-from exchange.peer_client import (
+from exchange.clients.peer import (
     PeerClient,
     PeerKeyUnknownError,
     PeerProtocolError,
@@ -26,7 +25,7 @@ from exchange.peer_client import (
     PeerUnreachableError,
     fetch_descriptor,
 )
-from exchange.signatures import (
+from exchange.signing.signatures import (
     RequestMessage,
     ResponseMessage,
     key_id,
@@ -139,7 +138,7 @@ def test_requests_ask_for_identity_coding_and_refuse_other_codings() -> None:
 
 
 def test_an_oversized_answer_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(peer_client, "MAX_RESPONSE_BYTES", 1000)
+    monkeypatch.setattr("exchange.clients.peer.MAX_RESPONSE_BYTES", 1000)
     with pytest.raises(PeerProtocolError, match="more than 1000 bytes"):
         _client(lambda _r: httpx2.Response(200, content=b"x" * 5000)).post_signed(
             "/v1/releases", b"{}", key=_me()

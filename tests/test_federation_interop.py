@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from exchange import releasing
+from exchange.api import releasing
 from nodes import keys
 from nodes.identity import load_current
 from tests import rfc9421_independent as rfc

@@ -20,22 +20,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from exchange.peer_client import (
+from exchange.clients.peer import (
     PeerKeyUnknownError,
     PeerRefusedError,
     PeerSignatureError,
     PeerUnreachableError,
 )
-from exchange.pulling import peer_client, pull, refresh_keys, reverify
-from exchange.signatures import (
+from exchange.clients.pulling import peer_client, pull, refresh_keys, reverify
+from exchange.signing.signatures import (
     ResponseMessage,
     SignatureError,
     request_from_starlette,
     sign_response,
 )
-from nodes import keys, peers, received
-from nodes.audit import signer
+from nodes import keys, peers
+from nodes.audit import checkpoint_store
 from nodes.identity import load_current
+from nodes.releases import received
 from tests.federation import (
     Member,
     federation,
@@ -256,11 +257,11 @@ def test_a_peer_answering_with_a_bad_signature_is_refused_and_nothing_stored(
 def test_each_pull_witnesses_the_peers_audit_log(pair: dict[str, Member]) -> None:
     xa, xb = pair["XA"], pair["XB"]
     xa_key = load_current(xa.settings.keys_dir).private_key
-    first_size = signer.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
+    first_size = checkpoint_store.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
     first = pull(xb.node, xb.client_to(xa), query())
     assert first.witness is not None and first.witness.verdict == "first"
     assert first.document["checkpoint"] and first.document["consistency_proof"] is None
-    grown = signer.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
+    grown = checkpoint_store.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
     assert grown > first_size  # the release itself was audited
     second = pull(xb.node, xb.client_to(xa), query("area:adm1"))
     assert second.document["consistency_proof"]["from"] == first_size

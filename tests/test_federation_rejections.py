@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange.signatures import (
+from exchange.signing.signatures import (
     REQUEST_TAG,
     RESPONSE_TAG,
     RequestMessage,
@@ -23,7 +23,7 @@ from exchange.signatures import (
     to_httpx2_request,
 )
 from nodes import peers
-from nodes.audit import queries
+from nodes.audit import reading
 from nodes.identity import load_current
 from tests.federation import Member, federation, now, query
 
@@ -145,7 +145,7 @@ CASES: dict[str, tuple[Case, str]] = {
 
 
 def _audited_refusals(member: Member) -> int:
-    page = queries.entries(member.node.engine, limit=queries.MAX_PAGE)
+    page = reading.entries(member.node.engine, limit=reading.MAX_PAGE)
     assert page.next_start is None
     return sum(
         1 for e in page.entries if e["action"] == "release.request" and e["outcome"] == "denied"

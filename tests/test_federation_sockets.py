@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from exchange.demo_data import NATIONS, as_csv, outbreak_rows, outbreak_weeks, policy_yaml
+from exchange.demo.data import NATIONS, as_csv, outbreak_rows, outbreak_weeks, policy_yaml
 from nodes import tokens
 from nodes.directory import init_node, sample_gazetteer
 from nodes.identity import load_current, public_key_text

@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from exchange.routes import health
+from exchange.api.routes import health
 from nodes.node import Node
 from tests.audit_support import bearer, stored_entries
 

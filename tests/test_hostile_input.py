@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.types import Message
 
-from exchange import problems
-from exchange.problems import ClientDisconnectedError, RequestTimeoutError
-from exchange.request_guards import MAX_AUTHORIZATION
-from exchange.uploads import read_body
+from exchange.api import problems
+from exchange.api.bodies import read_body
+from exchange.api.problems import ClientDisconnectedError, RequestTimeoutError
+from exchange.api.request_guards import MAX_AUTHORIZATION
 from nodes.node import Node
 from nodes.tables import cell_tables
 from tests.samples import WEEKLY_HEADER, weekly_rows

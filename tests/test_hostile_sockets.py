@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.http_protocol import MAX_HEAD_BYTES
-from exchange.request_guards import MAX_AUTHORIZATION
+from exchange.api.http_protocol import MAX_HEAD_BYTES
+from exchange.api.request_guards import MAX_AUTHORIZATION
 from nodes import tokens
 from nodes.directory import init_node
 from nodes.node import Node

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from nodes import ledger, releases
+from nodes import ledger
 from nodes.database import reading, writing
 from nodes.node import Node
-from nodes.release_tables import releases as release_rows
+from nodes.releases import pipeline
+from nodes.releases.tables import releases as release_rows
 from nodes.settings import NodeSettings
 from policies.accounts import Charge
 from policies.query import ReleaseQuery
@@ -95,8 +96,8 @@ def attempt(node: Node, i: int, start: threading.Barrier | None = None) -> bool:
     if start is not None:
         start.wait()
     try:
-        releases.release(node, partner_id="XB", query=query(i), now=NOW)
-    except releases.InsufficientBudgetError:
+        pipeline.release(node, partner_id="XB", query=query(i), now=NOW)
+    except pipeline.InsufficientBudgetError:
         return False
     return True
 

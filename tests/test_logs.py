@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from exchange.logs import JsonFormatter, accept_or_make, request_id
+from exchange.api.logs import JsonFormatter, accept_or_make, request_id
 from nodes.settings import NodeSettings
 from tests.samples import weekly_rows
 from tests.servers import free_port, start_server

@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from nodes import releases
-from nodes.audit import signer
+from nodes.audit import checkpoint_store
 from nodes.audit.merkle import leaf_hash
 from nodes.node import Node
+from nodes.releases import pipeline
 from policies.query import ReleaseQuery
 from tests.audit_support import bearer
 from tests.release_support import NOW, agency, edited_policy, install_policy, push, weekly
@@ -66,14 +66,14 @@ def test_budgets_releases_refusals_checkpoints_and_flags_after_a_scenario(
     operator = bearer(node.engine, name="ops", role="operator")
     install_policy(node)
     push(node, agency(node), "weekly_epi@1", weekly(("XA-P1-D1", "XA-P2-D1"), range(1, 5)))
-    releases.release(node, partner_id="XB", query=QUERY, now=NOW)
-    releases.release(node, partner_id="XB", query=QUERY, now=NOW)  # replayed: not counted
+    pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
+    pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)  # replayed: not counted
     for _ in range(2):
-        with pytest.raises(releases.PolicyDeniedError):
+        with pytest.raises(pipeline.PolicyDeniedError):
             adm2 = QUERY.model_copy(update={"group_by": ("area:adm2",)})
-            releases.release(node, partner_id="XB", query=adm2, now=NOW)
+            pipeline.release(node, partner_id="XB", query=adm2, now=NOW)
     hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    signer.sign(node.engine, node.key.private_key, now=hour_ago)
+    checkpoint_store.sign(node.engine, node.key.private_key, now=hour_ago)
     peer = PeerLog().grow(4)
     see(node, peer, peer.checkpoint(0))
     forged = peer.fork(4)
@@ -106,10 +106,10 @@ def test_a_budget_refusal_counts_as_a_refusal(client: TestClient, node: Node) ->
     push(node, agency(node), "weekly_epi@1", weekly(("XA-P1-D1",), range(1, 5)))
     for week in (1, 2):
         since = QUERY.model_copy(update={"since": f"2026-W0{week}"})
-        releases.release(node, partner_id="XB", query=since, now=NOW)
-    with pytest.raises(releases.InsufficientBudgetError):
+        pipeline.release(node, partner_id="XB", query=since, now=NOW)
+    with pytest.raises(pipeline.InsufficientBudgetError):
         since = QUERY.model_copy(update={"since": "2026-W03"})
-        releases.release(node, partner_id="XB", query=since, now=NOW)
+        pipeline.release(node, partner_id="XB", query=since, now=NOW)
     samples = scrape(client, operator)
     refused = {"partner": "XB", "schema": "weekly_epi@1", "rule": "budget"}
     assert value(samples, "exchange_refusals_total", **refused) == 1
@@ -141,8 +141,8 @@ def test_refusals_count_under_the_rule_that_refused_them(client: TestClient, nod
     sitrep = ReleaseQuery(schema_id="humanitarian_sitrep@1", purpose="outbreak_response")
     adm2 = QUERY.model_copy(update={"group_by": ("area:adm2",)})
     for partner, query in (("XB", sitrep), ("XB", sitrep), ("XB", adm2), ("XZ", QUERY)):
-        with pytest.raises(releases.PolicyDeniedError):
-            releases.release(node, partner_id=partner, query=query, now=NOW)
+        with pytest.raises(pipeline.PolicyDeniedError):
+            pipeline.release(node, partner_id=partner, query=query, now=NOW)
     samples = scrape(client, operator)
     refusals = {
         dict(labels)["rule"]: (dict(labels)["partner"], dict(labels)["schema"], n)

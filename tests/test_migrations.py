@@ -15,7 +15,7 @@ import nodes.audit.tables
 import nodes.federation_tables
 import nodes.ledger
 import nodes.policy_loads
-import nodes.release_tables
+import nodes.releases.tables
 from nodes import migrate
 from nodes.database import make_engine
 from nodes.tables import metadata
@@ -25,7 +25,7 @@ DECLARING_MODULES = (
     nodes.federation_tables,
     nodes.ledger,
     nodes.policy_loads,
-    nodes.release_tables,
+    nodes.releases.tables,
 )
 
 

@@ -16,7 +16,7 @@ from schemathesis.checks import (
     unsupported_method,
 )
 
-from exchange.app import create_app
+from exchange.api.app import create_app
 from nodes import tokens
 from nodes.directory import init_node
 from nodes.node import Node

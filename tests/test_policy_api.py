@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from exchange.cli import app as cli
-from nodes import releases, tokens
+from nodes import tokens
 from nodes.node import Node
+from nodes.releases import pipeline
 from nodes.settings import NodeSettings
 from policies.query import ReleaseQuery
 from tests.release_support import (
@@ -132,7 +133,7 @@ def test_cli_policy_check(node: Node, settings: NodeSettings) -> None:
 def test_cli_budget_lists_every_account(node: Node, settings: NodeSettings) -> None:
     install_policy(node, LONG_LIVED)
     query = ReleaseQuery(schema_id="weekly_epi@1", measures=("cases",), purpose="outbreak_response")
-    releases.release(node, partner_id="XB", query=query, now=NOW)
+    pipeline.release(node, partner_id="XB", query=query, now=NOW)
     result = CliRunner().invoke(cli, ["budget", str(settings.directory), "--json"])
     assert result.exit_code == 0, result.output
     rows = {

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from typer.testing import CliRunner
 
-from exchange.app import create_app
+from exchange.api.app import create_app
 from exchange.cli import app as cli
 from nodes import tokens
 from nodes.node import Node

@@ -13,9 +13,10 @@ import opendp.prelude as dp
 import pytest
 from sqlalchemy import select
 
-from nodes import aggregates, releases
+from nodes import aggregates
 from nodes.node import Node
-from nodes.release_tables import releases as release_rows
+from nodes.releases import pipeline
+from nodes.releases.tables import releases as release_rows
 from nodes.tokens import TokenRecord
 from policies import privacy
 from policies.query import ReleaseQuery
@@ -50,7 +51,7 @@ def seeded(node: Node, policy: str | None = None) -> TokenRecord:
 
 def test_a_release_covers_every_key_with_noise_accuracy_and_cost(node: Node) -> None:
     seeded(node)
-    made = releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    made = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     document = made.as_document()
     assert document["node_id"] == "XA" and document["partner_id"] == "XB"
     assert document["schema"] == "weekly_epi@1" and document["cached"] is False
@@ -79,7 +80,7 @@ def test_a_release_states_the_noise_scale_a_partner_needs_to_correct_clamping(
     node: Node,
 ) -> None:
     seeded(node)
-    document = releases.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
+    document = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
     assert document["scale"] == {"cases": pytest.approx(8.0), "deaths": pytest.approx(8.0)}
     # the stated scale is the one behind the stated accuracy, by OpenDP's own formula
     for measure, scale in document["scale"].items():
@@ -90,7 +91,7 @@ def test_a_release_states_the_noise_scale_a_partner_needs_to_correct_clamping(
 
 def test_every_release_is_stored_with_what_made_it(node: Node) -> None:
     seeded(node)
-    made = releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    made = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     with node.engine.connect() as conn:
         row = conn.execute(select(release_rows).where(release_rows.c.id == made.id)).one()
     assert row.status == "released" and row.released_at == NOW and row.created_at == NOW
@@ -108,8 +109,8 @@ def test_every_release_is_stored_with_what_made_it(node: Node) -> None:
 
 def test_asking_again_returns_the_stored_release_and_charges_nothing(node: Node) -> None:
     seeded(node)
-    first = releases.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
-    again = releases.release(
+    first = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
+    again = pipeline.release(
         node, partner_id="XB", query=QUERY.model_copy(update={"purpose": "preparedness"}), now=NOW
     ).as_document()
     assert again["cached"] is True and again["release_id"] == first["release_id"]
@@ -125,9 +126,9 @@ def test_asking_again_returns_the_stored_release_and_charges_nothing(node: Node)
 
 def test_new_data_makes_it_a_new_query(node: Node) -> None:
     token = seeded(node)
-    first = releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    first = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     push(node, token, "weekly_epi@1", weekly(("XA-P1-D1",), range(2, 3), cases=90))
-    second = releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    second = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     assert not second.cached and second.id != first.id
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 1_000_000
 
@@ -135,8 +136,8 @@ def test_new_data_makes_it_a_new_query(node: Node) -> None:
 def test_a_denial_is_audited_and_charges_nothing(node: Node) -> None:
     seeded(node)
     query = QUERY.model_copy(update={"group_by": ("area:adm2",)})
-    with pytest.raises(releases.PolicyDeniedError) as caught:
-        releases.release(node, partner_id="XB", query=query, now=NOW)
+    with pytest.raises(pipeline.PolicyDeniedError) as caught:
+        pipeline.release(node, partner_id="XB", query=query, now=NOW)
     error = caught.value
     assert isinstance(error, ForbiddenError)
     assert (
@@ -157,8 +158,8 @@ def test_a_denial_is_audited_and_charges_nothing(node: Node) -> None:
 
 
 def test_a_missing_policy_shares_nothing(node: Node) -> None:
-    with pytest.raises(releases.PolicyDeniedError, match="has no policy file"):
-        releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    with pytest.raises(pipeline.PolicyDeniedError, match="has no policy file"):
+        pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
 
 
 def test_the_budget_pays_for_exactly_what_it_can(node: Node) -> None:
@@ -169,14 +170,14 @@ def test_the_budget_pays_for_exactly_what_it_can(node: Node) -> None:
         ),
     )
     for week in (1, 2):
-        releases.release(
+        pipeline.release(
             node,
             partner_id="XB",
             query=QUERY.model_copy(update={"since": f"2026-W0{week}"}),
             now=NOW,
         )
-    with pytest.raises(releases.InsufficientBudgetError) as caught:
-        releases.release(
+    with pytest.raises(pipeline.InsufficientBudgetError) as caught:
+        pipeline.release(
             node, partner_id="XB", query=QUERY.model_copy(update={"since": "2026-W03"}), now=NOW
         )
     assert isinstance(caught.value, BudgetExhaustedError)
@@ -191,7 +192,7 @@ def test_the_budget_pays_for_exactly_what_it_can(node: Node) -> None:
     }
     assert [e["outcome"] for e in release_audit(node)] == ["allowed", "allowed", "denied"]
     # A cached answer still costs nothing once the budget is gone.
-    assert releases.release(
+    assert pipeline.release(
         node, partner_id="XB", query=QUERY.model_copy(update={"since": "2026-W01"}), now=NOW
     ).cached
 
@@ -204,12 +205,12 @@ def test_the_global_budget_binds_partners_together(node: Node) -> None:
         )
     )
     seeded(node, text)
-    releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     xc = ReleaseQuery(schema_id="weekly_epi@1", purpose="situational_awareness")
     with pytest.raises(
-        releases.InsufficientBudgetError, match="the global budget for weekly_epi@1"
+        pipeline.InsufficientBudgetError, match="the global budget for weekly_epi@1"
     ):
-        releases.release(node, partner_id="XC", query=xc, now=NOW)
+        pipeline.release(node, partner_id="XC", query=xc, now=NOW)
     assert ("XC", "weekly_epi@1") not in {k for k, v in ledger_spent(node).items() if v}
 
 
@@ -223,21 +224,21 @@ def test_the_budget_is_committed_before_noise_and_never_refunded(
 
     monkeypatch.setattr(privacy, "noisy", crash)
     with pytest.raises(RuntimeError):
-        releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+        pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
     with node.engine.connect() as conn:
         assert conn.execute(select(release_rows.c.status)).scalars().all() == ["reserved"]
     assert [e["outcome"] for e in release_audit(node)] == ["allowed"]
     monkeypatch.undo()
-    retry = releases.release(node, partner_id="XB", query=QUERY, now=NOW)  # the slot was freed
+    retry = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)  # the slot was freed
     assert not retry.cached  # a reserved release is not an answer; the retry pays again
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 1_000_000
 
 
 def test_check_spends_nothing_and_shows_the_budget(node: Node) -> None:
     seeded(node)
-    releases.release(node, partner_id="XB", query=QUERY, now=NOW)
-    decision = releases.check(
+    pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
+    decision = pipeline.check(
         node, partner_id="XB", query=QUERY.model_copy(update={"since": "2026-W02"}), now=NOW
     )
     assert decision.allowed and decision.budget is not None and decision.budget.sufficient
@@ -245,14 +246,14 @@ def test_check_spends_nothing_and_shows_the_budget(node: Node) -> None:
     assert [(b["left"], b["left_after"]) for b in summary["budget"]] == [(9.5, 9.0), (19.5, 19.0)]
     assert summary["cost"]["epsilon"] == 0.5
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
-    denied = releases.check(node, partner_id="XD", query=QUERY, now=NOW)
+    denied = pipeline.check(node, partner_id="XD", query=QUERY, now=NOW)
     assert not denied.allowed and denied.budget is None
 
 
 def test_check_says_when_a_stored_release_answers_for_free(node: Node) -> None:
     seeded(node)
-    made = releases.release(node, partner_id="XB", query=QUERY, now=NOW)
-    decision = releases.check(node, partner_id="XB", query=QUERY, now=NOW)
+    made = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
+    decision = pipeline.check(node, partner_id="XB", query=QUERY, now=NOW)
     assert decision.budget is not None and decision.budget.cached_release == made.id
     assert [line["left_after"] for line in decision.summary()["budget"]] == [9.5, 19.5]
 
@@ -266,14 +267,14 @@ def test_an_exhausted_partner_cannot_make_the_node_scan_its_data(
             ("budget: {epsilon: 10, period: year}", "budget: {epsilon: 0.5, period: year}")
         ),
     )
-    releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
 
     def scan(*_args: object) -> None:
         raise AssertionError("scanned the data for a release nobody can pay for")
 
     monkeypatch.setattr(aggregates, "exact", scan)
-    with pytest.raises(releases.InsufficientBudgetError, match="has 0 ε left"):
-        releases.release(
+    with pytest.raises(pipeline.InsufficientBudgetError, match="has 0 ε left"):
+        pipeline.release(
             node, partner_id="XB", query=QUERY.model_copy(update={"since": "2026-W02"}), now=NOW
         )
     assert [e["outcome"] for e in release_audit(node)] == ["allowed", "denied"]
@@ -291,10 +292,10 @@ def test_a_partner_sees_nothing_of_what_other_partners_spent(node: Node) -> None
         ),
     )
     xc = ReleaseQuery(schema_id="weekly_epi@1", purpose="situational_awareness")
-    first = releases.release(node, partner_id="XC", query=xc, now=NOW).as_document()
+    first = pipeline.release(node, partner_id="XC", query=xc, now=NOW).as_document()
     assert set(first["budget_left"]) == {"partner"}
-    with pytest.raises(releases.InsufficientBudgetError) as caught:
-        releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+    with pytest.raises(pipeline.InsufficientBudgetError) as caught:
+        pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     refusal = caught.value
     assert refusal.line.charge.scope == "global"  # the operator still sees which account
     assert "budget_left" not in refusal.problem_extra
@@ -317,7 +318,7 @@ def test_identical_concurrent_requests_are_charged_once_and_share_one_release(
 
     def ask(_i: int) -> dict[str, Any]:
         start.wait()
-        return releases.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
+        return pipeline.release(node, partner_id="XB", query=QUERY, now=NOW).as_document()
 
     with ThreadPoolExecutor(max_workers=requests) as pool:
         made = list(pool.map(ask, range(requests)))
@@ -342,16 +343,16 @@ def test_an_identical_request_waits_then_is_told_to_ask_again(
         raise RuntimeError("the worker died while drawing noise")
 
     monkeypatch.setattr(privacy, "noisy", crash)
-    monkeypatch.setattr(releases, "_give_up", lambda _node, _release_id: None)  # died hard
+    monkeypatch.setattr(pipeline, "_give_up", lambda _node, _release_id: None)  # died hard
     with pytest.raises(RuntimeError):
-        releases.release(node, partner_id="XB", query=QUERY, now=NOW)
+        pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     monkeypatch.undo()
-    monkeypatch.setattr(releases, "IN_FLIGHT_WAIT", 0.1)
-    with pytest.raises(releases.ReleaseInProgressError):
-        releases.release(node, partner_id="XB", query=QUERY, now=NOW + dt.timedelta(seconds=5))
+    monkeypatch.setattr(pipeline, "IN_FLIGHT_WAIT", 0.1)
+    with pytest.raises(pipeline.ReleaseInProgressError):
+        pipeline.release(node, partner_id="XB", query=QUERY, now=NOW + dt.timedelta(seconds=5))
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
     # Past ABANDONED_AFTER the slot is given up and the question answered (and paid) anew.
-    later = NOW + releases.ABANDONED_AFTER + dt.timedelta(seconds=1)
-    fresh = releases.release(node, partner_id="XB", query=QUERY, now=later)
+    later = NOW + pipeline.ABANDONED_AFTER + dt.timedelta(seconds=1)
+    fresh = pipeline.release(node, partner_id="XB", query=QUERY, now=later)
     assert not fresh.cached
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 1_000_000

@@ -14,8 +14,8 @@ import jsonschema_rs
 import pytest
 from pydantic import ValidationError
 
-from exchange.routes.policy import PolicyCheck
-from exchange.signatures import RequestMessage, sign_request, to_httpx2_request
+from exchange.api.routes.policy import PolicyCheck
+from exchange.signing.signatures import RequestMessage, sign_request, to_httpx2_request
 from nodes.identity import load_current
 from policies.query import ReleaseQuery
 from tests.federation import Member, federation, now, query

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from exchange import witnessing
-from exchange.app import create_app
+from exchange.api.app import create_app
 from exchange.cli import app
+from exchange.signing import witnessing
 from nodes import backup, ledger
-from nodes.audit import anchor, epoch, signer, status, verifier, witness
+from nodes.audit import anchor, checkpoint_store, epoch, status, verifier, witness
 from nodes.audit.checkpoint import SignedCheckpoint, sign_checkpoint
 from nodes.database import writing
 from nodes.directory import init_node
@@ -65,7 +65,7 @@ def test_a_restore_without_an_export_starts_a_signed_new_epoch(
     restored_entries = stored_bytes(node.engine)  # SQLite: the backup holds exactly these
     add_entries(node.engine, 5)
     spend(node, 200)
-    abandoned = signer.sign(node.engine, node.key.private_key, now=now())
+    abandoned = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     public_key = node.key.public_key
     node.close()
 
@@ -121,7 +121,7 @@ def test_the_cli_declares_a_new_epoch(settings: NodeSettings, tmp_path: Path) ->
     node = Node.open(settings)
     backup.take(settings, tmp_path / "b", actor="operator", now=now())
     add_entries(node.engine, 3)
-    signer.sign(node.engine, node.key.private_key, now=now())
+    checkpoint_store.sign(node.engine, node.key.private_key, now=now())
     node.close()
     runner = CliRunner()
     directory = str(settings.directory)
@@ -169,7 +169,7 @@ def restored_with_epoch(tmp_path: Path) -> tuple[Node, SignedCheckpoint, Ed25519
     add_entries(a.engine, 4)
     backup.take(settings, tmp_path / "b", actor="operator", now=now())
     add_entries(a.engine, 6, tag="lost")
-    lost = signer.sign(a.engine, a.key.private_key, now=now())
+    lost = checkpoint_store.sign(a.engine, a.key.private_key, now=now())
     public_key = a.key.public_key
     a.close()
     backup.restore(
@@ -209,7 +209,7 @@ def test_a_witness_that_held_the_lost_checkpoint_accepts_the_declared_gap(
     assert listed.exit_code == 0 and "peer XA declared a new epoch" in listed.output
 
     add_entries(a.engine, 3, tag="next")  # the new epoch grows: witnessed as usual from here
-    signer.sign(a.engine, a.key.private_key, now=now())
+    checkpoint_store.sign(a.engine, a.key.private_key, now=now())
     since = witness.last_accepted(w.engine, "XA")
     assert since is not None and since.checkpoint.tree_size < held
     document = witnessing.checkpoint_document(a, since.checkpoint.tree_size)
@@ -287,7 +287,7 @@ def test_the_anchor_keeps_the_budget_after_a_new_epoch(tmp_path: Path) -> None:
     spend(a, 100)
     backup.take(settings, tmp_path / "b", actor="operator", now=now())
     spend(a, 400)
-    signer.sign(a.engine, a.key.private_key, now=now())
+    checkpoint_store.sign(a.engine, a.key.private_key, now=now())
     a.close()
     backup.restore(
         tmp_path / "b", settings, export=None, actor="operator", now=now(), new_epoch=True

@@ -1,4 +1,4 @@
-"""Tests for exchange.signatures and exchange.content_digest.
+"""Tests for exchange.signing.signatures and exchange.signing.content_digest.
 
 Known answers come from RFC 9421 and RFC 9530, kept verbatim in the shared test data.
 """
@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from exchange.signatures import (
+from exchange.signing.signatures import (
     REQUEST_TAG,
     DigestMismatchError,
     InvalidSignatureError,

@@ -161,7 +161,7 @@ def test_an_error_with_a_message_is_the_english_sentence() -> None:
 
 @pytest.mark.parametrize("language", TRANSLATED)
 def test_every_problem_title_is_translated(language: Language) -> None:
-    from exchange import problems
+    from exchange.api import problems
 
     titles = {title for _, _, title in problems._STATUS} | set(problems._HTTP_TITLES.values())
     titles |= {"Bad request", "HTTP error", "Internal error", "Invalid request"}

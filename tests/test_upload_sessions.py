@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from exchange import upload_commit
-from exchange.push_client import PushError, _csv_parts, push_file
+from exchange.api import upload_commit
+from exchange.clients.push import PushError, _csv_parts, push_file
 from nodes import reports as reports_module
 from nodes import tokens, upload_sessions
 from nodes.node import Node

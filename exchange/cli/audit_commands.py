@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, errors, fail, open_node, operator, utcnow
-from nodes.audit import exporting, signer, summary, verifier, vocabulary
+from nodes.audit import checkpoint_store, exporting, summary, verifier, vocabulary
 from nodes.identity import public_key_text
 
 
@@ -74,7 +74,7 @@ def export(
 def checkpoint(directory: NodeDir) -> None:
     """Sign a checkpoint of the log now, and print its line (keep it to check later exports)."""
     with open_node(directory) as node:
-        signed = signer.sign(node.engine, node.key.private_key, now=utcnow())
+        signed = checkpoint_store.sign(node.engine, node.key.private_key, now=utcnow())
     errors.print(f"Signed a checkpoint of {signed.checkpoint.tree_size} entries:")
     print(signed.to_line().decode())
 

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from exchange.cli.common import console, fail
-from exchange.demo import run
-from exchange.demo_cluster import prepare, seed_in_process
+from exchange.demo.cluster import prepare, seed_in_process
+from exchange.demo.walkthrough import run
 
 
 def _wait_for_interrupt() -> None:

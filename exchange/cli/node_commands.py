@@ -65,8 +65,8 @@ def serve(
     """Apply migrations and serve the node's HTTP API."""
     import uvicorn
 
-    from exchange.http_protocol import MAX_HEAD_BYTES
-    from exchange.logs import log_config
+    from exchange.api.http_protocol import MAX_HEAD_BYTES
+    from exchange.api.logs import log_config
 
     try:
         settings = NodeSettings.load(directory)
@@ -85,7 +85,7 @@ def serve(
 
     os.environ["EXCHANGE_NODE_DIR"] = str(settings.directory)
     uvicorn.run(
-        "exchange.asgi:app",
+        "exchange.api.asgi:app",
         host=host,
         port=port,
         workers=workers,
@@ -95,8 +95,8 @@ def serve(
         # Bounds on what a request may send before the app sees it. Heads up to 64 KiB
         # reach the app, which refuses an oversized Authorization as problem+json (431);
         # past that, and for a malformed Content-Length, the parser answers 400 (as
-        # problem+json too: see exchange.http_protocol).
-        http="exchange.http_protocol:ProblemH11Protocol",
+        # problem+json too: see exchange.api.http_protocol).
+        http="exchange.api.http_protocol:ProblemH11Protocol",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_keep_alive=5,
     )

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, errors, fail, open_node, operator, utcnow
-from exchange.peer_client import PeerError, fetch_descriptor
-from exchange.pulling import peer_client, refresh_keys
+from exchange.clients.peer import PeerError, fetch_descriptor
+from exchange.clients.pulling import peer_client, refresh_keys
 from nodes import keys, peers
 from nodes.audit import log as audit_log
 from nodes.audit import witness

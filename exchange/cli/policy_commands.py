@@ -16,9 +16,10 @@ from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, fail, open_node, operator, utcnow
 from exchange.cli.query_options import build_query
-from nodes import ledger, releases
+from nodes import ledger
 from nodes.database import reading
 from nodes.policy_file import validate_file
+from nodes.releases import pipeline
 from nodes.settings import NodeSettings
 from policies.accounts import accounts_in_force
 from policies.budget import show
@@ -58,7 +59,7 @@ def check(
         purpose=purpose,
     )
     with open_node(directory) as node:
-        decision = releases.check(node, partner_id=partner, query=query, now=utcnow())
+        decision = pipeline.check(node, partner_id=partner, query=query, now=utcnow())
     summary = decision.summary()
     if as_json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -10,10 +10,11 @@ import typer
 
 from exchange.cli.common import NodeDir, console, fail, open_node
 from exchange.cli.query_options import build_query
-from exchange.peer_client import PeerError, PeerRefusedError
-from exchange.pulling import peer_client, pull
-from exchange.release_view import release_csv, release_table
-from nodes import peers, received
+from exchange.clients.peer import PeerError, PeerRefusedError
+from exchange.clients.pulling import peer_client, pull
+from exchange.clients.release_view import release_csv, release_table
+from nodes import peers
+from nodes.releases import received
 
 
 def _refusal(exc: PeerRefusedError) -> str:

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from exchange.cli.common import console, fail
-from exchange.push_client import DEFAULT_CHUNK_ROWS, PushError, push_file
+from exchange.clients.push import DEFAULT_CHUNK_ROWS, PushError, push_file
 
 
 def _count_rows(path: Path) -> int | None:

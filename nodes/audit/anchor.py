@@ -8,7 +8,7 @@ database cannot take away: ``DIR/keys/audit-anchor.json``, beside the key (same 
 0600, not in the database file nor in its backups). The signer refuses to sign any tree
 that does not extend it, and writes each new checkpoint to it **before** the checkpoint's
 transaction commits, so the file is never older than a checkpoint the node published
-(`nodes.audit.signer`); the start-up check refuses a log that does not extend it
+(`nodes.audit.checkpoint_store`); the start-up check refuses a log that does not extend it
 (`nodes.audit.startup`).
 
 The file holds one signed checkpoint line, which authenticates itself (the start-up check

@@ -12,7 +12,7 @@ The statement is RFC 8785 JSON of flat fields (like a checkpoint), signed with t
 Ed25519 key over those exact bytes, and kept in ``DIR/keys/audit-epochs.jsonl`` beside the
 anchor, one ``{"statement":...,"signature":...}`` per line: like the anchor, it outlives any
 later restore of the database. The node serves every statement with its checkpoint
-(`exchange.witnessing`, ``GET /v1/audit/checkpoint``); a witness that held the abandoned
+(`exchange.signing.witnessing`, ``GET /v1/audit/checkpoint``); a witness that held the abandoned
 checkpoint accepts the declared gap instead of flagging (`nodes.audit.witness`).
 """
 
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Connection, Engine, select
 
 from nodes import ledger
-from nodes.audit import anchor, signer
+from nodes.audit import anchor, checkpoint_store
 from nodes.audit.canonical import canonical_json, check_count, check_hex64, format_time, parse_time
 from nodes.audit.checkpoint import SignedCheckpoint, key_id_for
 from nodes.audit.errors import AuditError, LogIntegrityError
@@ -254,7 +254,9 @@ def declare(
             ),
             now=now,
         )
-    signed = signer.sign(engine, private_key, now=now)  # not anchored yet: nothing to extend
+    signed = checkpoint_store.sign(
+        engine, private_key, now=now
+    )  # not anchored yet: nothing to extend
     with reading(engine) as conn:
         totals = ledger.accounts(conn)
     anchor.write(anchor.path_in(keys_dir), signed, ledger=totals, private_key=private_key)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select
 
 from nodes import keys
-from nodes.audit import signer, verifier
+from nodes.audit import checkpoint_store, verifier
 from nodes.audit.checkpoint import SignedCheckpoint
 from nodes.audit.export import export_lines
 from nodes.audit.log import append
@@ -53,7 +53,7 @@ def prepare(
             reason="export of the whole log with its signed checkpoints",
             now=now,
         )
-    return signer.sign(engine, private_key, now=now, force=False)
+    return checkpoint_store.sign(engine, private_key, now=now, force=False)
 
 
 def key_lines(keys_dir: Path, *, node_id: str) -> list[bytes]:
@@ -115,7 +115,7 @@ def stream(
     """The export's bytes in chunks: key lines, every entry ``final`` covers, ``final`` last."""
     size = final.checkpoint.tree_size
     with reading(engine) as conn:
-        checkpoints = list(signer.checkpoints_up_to(conn, size))
+        checkpoints = list(checkpoint_store.checkpoints_up_to(conn, size))
         rows = conn.execute(
             select(audit_entries.c.entry)
             .where(audit_entries.c.seq < size)

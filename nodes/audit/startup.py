@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, select
 
 from nodes import ledger
-from nodes.audit import anchor, signer, tree, verifier
+from nodes.audit import anchor, checkpoint_store, tree, verifier
 from nodes.audit.checkpoint import SignedCheckpoint, key_id_for, verify_checkpoint
 from nodes.audit.entry import GENESIS_PREV
 from nodes.audit.errors import InvalidCheckpointError, LogIntegrityError
@@ -127,7 +127,7 @@ def _adopt(engine: Engine, keys_dir: Path, status: LogStatus) -> None:
                 reason=why,
                 now=now,
             )
-    signer.sign(engine, key.private_key, now=now, force=False)
+    checkpoint_store.sign(engine, key.private_key, now=now, force=False)
 
 
 def known_public_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:
@@ -160,7 +160,7 @@ def check_log(
     with _snapshot(engine) as conn:
         # Checkpoint before head before entries: later appends only add, never contradict.
         try:
-            signed = signer.latest_checkpoint(conn)
+            signed = checkpoint_store.latest_checkpoint(conn)
         except InvalidCheckpointError as exc:
             raise _refuse(f"the newest stored checkpoint line is damaged ({exc})") from None
         head = read_head(conn)

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from nodes.audit.canonical import format_time
+from nodes.audit.checkpoint_store import latest_checkpoint
 from nodes.audit.log import read_head
-from nodes.audit.signer import latest_checkpoint
 from nodes.audit.witness import declared_epochs, flagged_peers
 from nodes.database import reading
 

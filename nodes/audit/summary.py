@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from nodes.audit.canonical import parse_time
+from nodes.audit.checkpoint_store import latest_checkpoint
 from nodes.audit.log import read_head
-from nodes.audit.signer import latest_checkpoint
 from nodes.audit.tables import audit_entries, audit_lookup
 from nodes.audit.vocabulary import normalize
 from nodes.database import reading

@@ -7,7 +7,7 @@ query fetches exactly those hashes. Only tree sizes up to the largest signed che
 served: sizes beyond it have no stored subtrees yet, and a proof against an unsigned size
 proves nothing anyway.
 
-Nothing here takes locks: the caller holds the transaction (`nodes.audit.signer` serializes
+Nothing here takes locks: the caller holds the transaction (`nodes.audit.checkpoint_store` serializes
 `extend`).
 """
 

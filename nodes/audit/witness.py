@@ -45,11 +45,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from nodes.audit.checkpoint import SignedCheckpoint, parse_signed_checkpoint, verify_checkpoint
+from nodes.audit.checkpoint_store import connected
 from nodes.audit.epoch import EpochError, EpochStatement
 from nodes.audit.errors import InvalidCheckpointError, InvalidProofError
 from nodes.audit.log import append
 from nodes.audit.merkle import verify_consistency
-from nodes.audit.signer import connected
 from nodes.audit.tables import audit_peer_checkpoints
 
 Verdict = Literal["first", "consistent", "unchanged", "stale", "flagged", "epoch"]

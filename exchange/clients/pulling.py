@@ -1,0 +1,237 @@
+"""The pulling side: ask a peer for a release, check who answered, keep the evidence.
+
+A release is stored only once its response signature verified against a key we trust for
+that very peer, and only if the document says it is from that peer and for this node. A
+peer that rotated its key is followed automatically: an answer signed by an unknown key
+makes us fetch the peer's descriptor, accept keys endorsed by a key we trust, and check
+the same answer again. If the peer does not know our newest key yet, we sign once more
+with our previous key while it is in its grace period.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel
+
+from exchange.clients.peer import (
+    DEFAULT_TIMEOUT,
+    Exchange,
+    PeerClient,
+    PeerError,
+    PeerKeyUnknownError,
+    PeerProtocolError,
+)
+from exchange.signing import witnessing
+from exchange.signing.signatures import (
+    RequestMessage,
+    ResponseMessage,
+    VerifiedSignature,
+    verify_response,
+)
+from nodes import keys, peers
+from nodes.audit import log as audit_log
+from nodes.audit.witness import WitnessResult
+from nodes.database import reading, writing
+from nodes.descriptor import KeyUpdate, trust_endorsed_keys
+from nodes.node import Node
+from nodes.releases import received
+
+RELEASES_PATH = "/v1/releases"
+DOCUMENT_TYPE = "crisis-exchange/release"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    peer_id: str
+    received_id: int
+    key_id: str
+    cached: bool
+    document: dict[str, Any]
+    witness: WitnessResult | None = None  # our verdict on the peer's audit checkpoint
+
+    @property
+    def release(self) -> dict[str, Any]:
+        inner: dict[str, Any] = self.document["release"]
+        return inner
+
+
+def peer_client(
+    node: Node,
+    http: httpx2.Client,
+    peer: peers.Peer,
+    *,
+    timeout: httpx2.Timeout = DEFAULT_TIMEOUT,
+    attempts: int = 3,
+    retry_timeout: float = 30.0,
+    clock: Callable[[], datetime] = _now,
+) -> PeerClient:
+    """A client for ``peer`` that trusts only that peer's usable keys, read fresh each time."""
+
+    def resolve(kid: str) -> Ed25519PublicKey | None:
+        with reading(node.engine) as conn:
+            found = peers.resolve(conn, kid, now=clock())
+        return found[1] if found is not None and found[0] == peer.id else None
+
+    return PeerClient(
+        http,
+        peer_id=peer.id,
+        base_url=peer.url,
+        resolve_key=resolve,
+        timeout=timeout,
+        attempts=attempts,
+        retry_timeout=retry_timeout,
+        max_age=node.settings.signature_max_age_seconds,
+        clock=clock,
+    )
+
+
+def refresh_keys(node: Node, client: PeerClient, *, now: datetime) -> KeyUpdate:
+    """Fetch the peer's descriptor and accept the keys a trusted key endorsed (audited)."""
+    descriptor = client.descriptor()
+    with writing(node.engine) as conn:
+        update = trust_endorsed_keys(conn, peer_id=client.peer_id, descriptor=descriptor, now=now)
+        if update.added:
+            audit_log.append(
+                conn,
+                actor="node",
+                role="node",
+                action="peer.key.add",
+                resource=f"partner:{client.peer_id}",
+                outcome="allowed",
+                reason=f"accepted endorsed keys {', '.join(update.added)} from its descriptor",
+                partner=client.peer_id,
+                now=now,
+            )
+    return update
+
+
+def _unsigned(exchange: Exchange) -> bool:
+    return exchange.response.header("signature") is None
+
+
+def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchange:
+    since = witnessing.last_size(node, client.peer_id)
+    path = f"{RELEASES_PATH}?{witnessing.SINCE}={since}"
+    exchange = client.post_signed(path, body, key=keys.current_key(node.settings.keys_dir).get())
+    if (
+        exchange.response.status == 401
+        and _unsigned(exchange)
+        and exchange.problem().get("signature_error") == "unknown_key"
+    ):
+        previous = keys.previous_key(node.settings.keys_dir, now=now)
+        if previous is not None:
+            exchange = client.post_signed(path, body, key=previous)
+    return exchange
+
+
+def _verify(node: Node, client: PeerClient, exchange: Exchange, now: datetime) -> VerifiedSignature:
+    try:
+        return client.verify(exchange)
+    except PeerKeyUnknownError as unknown:
+        try:
+            added = refresh_keys(node, client, now=now).added
+        except PeerError:
+            added = []  # no descriptor to learn from: the answer stays unverified
+        if not added:
+            raise unknown from None
+    return client.verify(exchange)
+
+
+def _document(client: PeerClient, exchange: Exchange, node_id: str) -> dict[str, Any]:
+    url = exchange.request.url
+    try:
+        document = json.loads(exchange.response.body)
+        ok = (
+            document.get("type") == DOCUMENT_TYPE
+            and document["provider"]["id"] == client.peer_id
+            and document["recipient"]["id"] == node_id
+            and isinstance(document["release"]["release_id"], int | str)
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise PeerProtocolError(
+            client.peer_id, url, "signed an answer that is not a release from it for us"
+        )
+    checked: dict[str, Any] = document
+    return checked
+
+
+def pull(
+    node: Node,
+    client: PeerClient,
+    query: BaseModel,
+    *,
+    clock: Callable[[], datetime] = _now,
+) -> PullResult:
+    """Ask ``client``'s peer for the release ``query`` describes; verify, store, return it.
+
+    Raises a PeerError: PeerRefusedError (with the peer's problem: denied, budget
+    exhausted...), PeerSignatureError (nothing stored), PeerUnreachableError,
+    PeerProtocolError.
+    """
+    now = clock()
+    exchange = _send(node, client, query.model_dump_json().encode(), now)
+    if _unsigned(exchange) and exchange.response.status != 200:
+        raise client.refusal(exchange, signed=False)
+    signature = _verify(node, client, exchange, now)
+    if exchange.response.status != 200:
+        raise client.refusal(exchange, signed=True)
+    document = _document(client, exchange, node.settings.node_id)
+    release = document["release"]
+    received_id = received.store(
+        node.engine,
+        peer_id=client.peer_id,
+        release_id=str(release["release_id"]),
+        schema_id=str(release.get("schema", "")),
+        key_id=signature.key_id,
+        cached=bool(release.get("cached", False)),
+        request=received.RawRequest(
+            exchange.request.method,
+            exchange.request.url,
+            exchange.request.headers,
+            exchange.request.body,
+        ),
+        response=received.RawResponse(
+            exchange.response.status, exchange.response.headers, exchange.response.body
+        ),
+        now=clock(),
+    )
+    return PullResult(
+        peer_id=client.peer_id,
+        received_id=received_id,
+        key_id=signature.key_id,
+        cached=bool(release.get("cached", False)),
+        document=document,
+        witness=witnessing.record(node, client.peer_id, document, now=clock()),
+    )
+
+
+def reverify(stored: received.ReceivedRelease, public_key: Ed25519PublicKey) -> VerifiedSignature:
+    """Check a stored release's signature again, as of when it was received.
+
+    Evidence for later: raises a SignatureError if the stored bytes were altered.
+    """
+    request = RequestMessage(
+        stored.request.method, stored.request.url, stored.request.headers, stored.request.body
+    )
+    response = ResponseMessage(
+        stored.response.status, stored.response.headers, stored.response.body, request
+    )
+    return verify_response(
+        response,
+        resolve_key=lambda kid: public_key if kid == stored.key_id else None,
+        now=stored.received_at,
+        max_age=3600,
+    )
