@@ -140,7 +140,8 @@ def serve(directory: Path, port: int) -> None:
                 node.policy,
                 dt.datetime.now(dt.UTC),
             )
-            assert space is not None and decision.effective is not None
+            assert space is not None
+            assert decision.effective is not None
             with reading(node.engine) as conn:
                 first = conn.execute(select(release_rows.c.id).order_by(release_rows.c.id)).scalar()
                 template = store.get(conn, int(first or 0))

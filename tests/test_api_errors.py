@@ -16,7 +16,9 @@ def assert_problem(response: object, status: int, *needles: str) -> dict[str, ob
     assert response.status_code == status, response.text  # type: ignore[attr-defined]
     assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
     problem: dict[str, object] = response.json()  # type: ignore[attr-defined]
-    assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["detail"]
     for needle in needles:
         assert needle in str(problem["detail"]), problem
     return problem

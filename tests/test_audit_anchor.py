@@ -116,7 +116,8 @@ def test_a_fresh_node_and_its_restarts_start_and_keep_an_anchor(tmp_path: Path) 
     path = anchor.path_in(settings.keys_dir)
     node = Node.open(settings)
     opening = anchor.read(path)
-    assert opening is not None and opening.checkpoint.tree_size == 0
+    assert opening is not None
+    assert opening.checkpoint.tree_size == 0
     assert stat_mode(path) == 0o600
     add_entries(node.engine, 3)
     signed = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
@@ -147,7 +148,8 @@ def test_a_node_made_before_anchors_adopts_its_log_says_so_and_is_protected_afte
     )
     assert "adopted the database's log of 5 entries" in adopted["reason"]
     held = anchor.read(anchor.path_in(settings.keys_dir))
-    assert held is not None and held.checkpoint.tree_size == 6  # covers the adoption entry
+    assert held is not None
+    assert held.checkpoint.tree_size == 6
     rechain(node, 2)
     with node.engine.begin() as conn:
         for table in (audit_checkpoints, audit_nodes, audit_lookup):

@@ -66,7 +66,8 @@ def test_auditor_tokens_get_403_on_every_other_authenticated_route(
 ) -> None:
     operations = bearer_operations(client)
     others = [(m, p) for m, p in operations if not p.startswith("/v1/audit")]
-    assert len(others) >= 3 and len(operations) - len(others) == len(AUDIT_ROUTES)
+    assert len(others) >= 3
+    assert len(operations) - len(others) == len(AUDIT_ROUTES)
     for method, path in others:
         response = client.request(method, path, headers=auditor)
         assert response.status_code == 403, (method, path, response.text)
@@ -84,8 +85,10 @@ def test_refused_requests_are_logged_with_who_and_which_route(
         "unknown",
         "denied",
     )
-    assert unknown["resource"] == "route:GET /v1/reports" and "not known" in unknown["reason"]
-    assert missing["resource"] == "route:GET /v1/audit/entries" and "Bearer" in missing["reason"]
+    assert unknown["resource"] == "route:GET /v1/reports"
+    assert "not known" in unknown["reason"]
+    assert missing["resource"] == "route:GET /v1/audit/entries"
+    assert "Bearer" in missing["reason"]
     assert (forbidden["action"], forbidden["actor"], forbidden["role"]) == (
         "auth.forbidden",
         "token:eu-ombudsman",
@@ -126,16 +129,19 @@ def test_entries_are_paginated_by_seq_and_filtered(
     add_entries(node.engine, 3, actor="operator:bob")
     first = client.get("/v1/audit/entries?limit=4", headers=auditor).json()
     assert [e["seq"] for e in first["entries"]] == [0, 1, 2, 3]
-    assert first["next_start"] == 4 and first["log_size"] == 11
+    assert first["next_start"] == 4
+    assert first["log_size"] == 11
     rest = client.get(f"/v1/audit/entries?start={first['next_start']}", headers=auditor).json()
-    assert [e["seq"] for e in rest["entries"]] == list(range(4, 11)) and rest["next_start"] is None
+    assert [e["seq"] for e in rest["entries"]] == list(range(4, 11))
+    assert rest["next_start"] is None
     bob = client.get("/v1/audit/entries?actor=operator:bob&limit=2", headers=auditor).json()
     assert [e["actor"] for e in bob["entries"]] == ["operator:bob", "operator:bob"]
     assert bob["next_start"] == 10
     issued = client.get("/v1/audit/entries?action=token.issue", headers=auditor).json()
     assert [e["resource"] for e in issued["entries"]] == ["token:eu-ombudsman"]
     zero, one = first["entries"][:2]
-    assert one["prev"] == zero["leaf_hash"] and zero["prev"] == "0" * 64
+    assert one["prev"] == zero["leaf_hash"]
+    assert zero["prev"] == "0" * 64
 
 
 def test_entries_filter_by_time_range_and_refuse_naive_times(
@@ -286,8 +292,10 @@ def test_readyz_reports_the_audit_log(client: TestClient, node: Node) -> None:
     add_entries(node.engine, 1)
     body: dict[str, Any] = client.get("/readyz", headers=operator).json()
     audit = body["details"]["audit"]
-    assert audit["log_size"] == 3 and audit["uncovered_entries"] == 1
-    assert audit["checkpoint"]["tree_size"] == 2 and audit["flagged_peers"] == []
+    assert audit["log_size"] == 3
+    assert audit["uncovered_entries"] == 1
+    assert audit["checkpoint"]["tree_size"] == 2
+    assert audit["flagged_peers"] == []
 
 
 def test_every_flipped_byte_of_a_node_export_is_detected_and_named(

@@ -45,7 +45,8 @@ def test_export_then_verify_reports_counts_and_the_tree_head(
     assert "Exported 2 entries" in exported  # the token issue, and the export itself
     assert not out.with_name("export.jsonl.partial").exists()
     verified = run("audit", "verify", str(out), "--public-key", str(public_key))
-    assert verified.startswith("OK: 2 entries, 2 checkpoints") and "node XA" in verified
+    assert verified.startswith("OK: 2 entries, 2 checkpoints")
+    assert "node XA" in verified
     assert b'"actor":"operator:' in out.read_bytes()  # the CLI's actor is the OS account
 
 
@@ -78,7 +79,8 @@ def test_verify_catches_a_rollback_against_a_kept_checkpoint(
         "audit", "verify", str(early), "--public-key", str(public_key), "--checkpoint", str(kept),
         code=1,
     )  # fmt: skip
-    assert rolled.startswith("FAILED [rollback]") and "entry seq 2 is gone" in rolled
+    assert rolled.startswith("FAILED [rollback]")
+    assert "entry seq 2 is gone" in rolled
 
 
 def test_verify_exits_2_on_usage_errors(node_dir: Path, public_key: Path, tmp_path: Path) -> None:
@@ -115,7 +117,8 @@ def test_a_cut_log_makes_every_node_command_refuse(node_dir: Path) -> None:
         conn.execute(delete(audit_entries))
     engine.dispose()
     refused = runner.invoke(app, ["token", "list", str(node_dir)])
-    assert refused.exit_code == 1 and "refusing to serve: the log was cut short" in refused.output
+    assert refused.exit_code == 1
+    assert "refusing to serve: the log was cut short" in refused.output
 
 
 def test_serve_refuses_a_cut_log_before_starting_a_worker(node_dir: Path) -> None:
@@ -125,4 +128,5 @@ def test_serve_refuses_a_cut_log_before_starting_a_worker(node_dir: Path) -> Non
         conn.execute(delete(audit_entries))
     engine.dispose()
     refused = runner.invoke(app, ["serve", str(node_dir), "--port", "1"])
-    assert refused.exit_code == 1 and "refusing to serve" in refused.output
+    assert refused.exit_code == 1
+    assert "refusing to serve" in refused.output

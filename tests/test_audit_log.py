@@ -48,7 +48,9 @@ def test_append_returns_consecutive_seqs_and_chains_entries(node: Node) -> None:
     assert stored_entries(node.engine)[0]["policy_hash"] == "sha256:" + "ab" * 32
     assert stored_entries(node.engine)[1]["prev"] == leaf_hash(data[0]).hex()
     head = log.head(node.engine)
-    assert head.size == 2 and head.last_leaf == leaf_hash(data[1]) and head.node_id == "XA"
+    assert head.size == 2
+    assert head.last_leaf == leaf_hash(data[1])
+    assert head.node_id == "XA"
 
 
 def test_a_rolled_back_act_takes_its_entry_and_its_seq_with_it(node: Node) -> None:
@@ -101,14 +103,18 @@ def test_a_push_logs_schema_report_rows_and_hash_never_content(
     rows = weekly_rows()
     receipt = client.post(PUSH, json={"rows": rows}, headers=agency).json()
     push = stored_entries(node.engine)[-1]
-    assert push["action"] == "report.push" and push["outcome"] == "allowed"
-    assert push["actor"] == "token:moh-surveillance" and push["role"] == "agency"
+    assert push["action"] == "report.push"
+    assert push["outcome"] == "allowed"
+    assert push["actor"] == "token:moh-surveillance"
+    assert push["role"] == "agency"
     assert push["resource"] == f"report:{receipt['report_id']}"
-    assert push["schema"] == "weekly_epi@1" and push["partner"] is None
+    assert push["schema"] == "weekly_epi@1"
+    assert push["partner"] is None
     assert push["request_digest"] == f"sha-256:{receipt['content_sha256']}"
     assert f"{len(rows)} rows" in push["reason"]
     raw = b"".join(stored_bytes(node.engine))
-    assert b"XA-P1-D1" not in raw and b"2026-W01" not in raw  # no report content
+    assert b"XA-P1-D1" not in raw
+    assert b"2026-W01" not in raw
 
 
 def test_a_dry_run_and_an_invalid_push_leave_no_entry(
@@ -190,7 +196,8 @@ def test_token_issue_and_revoke_are_logged_without_the_secret(node: Node) -> Non
     assert "weekly_epi@1" in issued["reason"]
     assert (revoked["action"], revoked["actor"]) == ("token.revoke", "operator:bob")
     raw = b"".join(stored_bytes(node.engine))
-    assert secret.encode() not in raw and tokens.secret_hash(secret).encode() not in raw
+    assert secret.encode() not in raw
+    assert tokens.secret_hash(secret).encode() not in raw
 
 
 def test_a_token_that_cannot_be_issued_leaves_no_entry(node: Node) -> None:

@@ -177,7 +177,8 @@ def test_refusal_counters_equal_a_count_of_the_exported_entries(
         adm2 = QUERY.model_copy(update={"group_by": ("area:adm2",)})
         pipeline.release(node, partner_id="XB", query=adm2, now=NOW)
     expected = _refusals_in_export(node)
-    assert sum(expected.values()) == 4 and len(expected) == 2
+    assert sum(expected.values()) == 4
+    assert len(expected) == 2
     samples = scrape(client, operator)
     for (partner, schema, rule), n in expected.items():
         labels = {"partner": partner, "schema": schema, "rule": rule}
@@ -219,7 +220,8 @@ def test_a_scrape_reads_no_entry_the_latest_checkpoint_covers(
     with statements(node.engine) as sent:
         scrape(client, operator)
     touching = [s for s in sent if "audit_entries" in s]
-    assert len(touching) == 1 and ">=" in touching[0]
+    assert len(touching) == 1
+    assert ">=" in touching[0]
 
 
 def test_summary_counts_match_the_stored_entries_after_many_checkpoints(node: Node) -> None:

@@ -96,7 +96,8 @@ def test_the_newest_key_alone_cannot_vouch_for_the_older_one(
     export, _first, second = rotated
     done = standalone(export, "--public-key", second)
     assert done.returncode == 1
-    assert "FAILED [bad-signature]" in done.stdout and "pass the oldest key" in done.stdout
+    assert "FAILED [bad-signature]" in done.stdout
+    assert "pass the oldest key" in done.stdout
 
 
 def test_a_forged_endorsement_fails(rotated: tuple[Path, Path, Path]) -> None:
@@ -119,7 +120,8 @@ def test_a_forged_endorsement_fails(rotated: tuple[Path, Path, Path]) -> None:
     export.write_bytes(b"\n".join(lines))
     done = standalone(export, "--public-key", first)
     assert done.returncode == 1
-    assert done.stdout.startswith("FAILED [bad-endorsement]") and "does not verify" in done.stdout
+    assert done.stdout.startswith("FAILED [bad-endorsement]")
+    assert "does not verify" in done.stdout
 
 
 def test_the_verifier_stays_standard_library_and_cryptography_only() -> None:

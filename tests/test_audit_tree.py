@@ -36,9 +36,11 @@ def test_a_frontier_completes_exactly_the_trees_subtrees(n: int, data: st.DataOb
     completed = []
     for leaf in leaves[cut:]:
         completed += frontier.append(leaf)
-    assert frontier.size == n and frontier.root() == full.root()
+    assert frontier.size == n
+    assert frontier.root() == full.root()
     for height, index, value in completed:
-        assert (index + 1) << height <= n and (index + 1) << height > cut
+        assert (index + 1) << height <= n
+        assert (index + 1) << height > cut
         assert value == full._range(index << height, (index + 1) << height)
     expected = sum(((n >> h) - (cut >> h)) for h in range(1, max(n, 1).bit_length()))
     assert len(completed) == expected
@@ -89,10 +91,12 @@ def test_signing_without_new_entries_reuses_or_refreshes_the_checkpoint(node: No
     assert checkpoint_store.sign(node.engine, node.key.private_key, now=now(), force=False) == first
     assert checkpoint_store.sign_if_due(node.engine, node.key.private_key, now=now()) is None
     again = checkpoint_store.sign(node.engine, node.key.private_key, now=now())
-    assert again.checkpoint.tree_size == 3 and again.body != first.body
+    assert again.checkpoint.tree_size == 3
+    assert again.body != first.body
     add_entries(node.engine, 1)
     due = checkpoint_store.sign_if_due(node.engine, node.key.private_key, now=now())
-    assert due is not None and due.checkpoint.tree_size == 4
+    assert due is not None
+    assert due.checkpoint.tree_size == 4
     assert checkpoint_store.latest_checkpoint(node.engine) == due
 
 
@@ -138,5 +142,6 @@ def test_the_app_signs_checkpoints_while_there_is_activity(settings: NodeSetting
         assert _wait_for(covered)
         add_entries(node.engine, 1)
     latest = checkpoint_store.latest_checkpoint(node.engine)  # shutdown signed the last one
-    assert latest is not None and latest.checkpoint.tree_size == 3
+    assert latest is not None
+    assert latest.checkpoint.tree_size == 3
     node.close()

@@ -138,8 +138,10 @@ def test_entry_bytes_are_canonical_and_round_trip() -> None:
     assert b" " not in data.split(b'"reason"')[0]  # no insignificant whitespace
     assert "épidémiologie".encode() in data  # UTF-8, not \u escapes
     entry = AuditEntry.from_bytes(data)
-    assert entry.seq == 1 and entry.prev == leaf_hash(LOG20.entries[0]).hex()
-    assert entry.to_bytes() == data and entry.leaf_hash() == leaf_hash(data)
+    assert entry.seq == 1
+    assert entry.prev == leaf_hash(LOG20.entries[0]).hex()
+    assert entry.to_bytes() == data
+    assert entry.leaf_hash() == leaf_hash(data)
     assert b'"time":"2025-03-04T05:06:08.123456Z"' in data
 
 
@@ -241,7 +243,8 @@ def test_writer_places_checkpoints_after_the_entries_they_cover() -> None:
     lines = lines_of(EXPORT20)
     assert lines[0] == verifier.EXPORT_HEADER
     assert lines[11].startswith(verifier.CHECKPOINT_PREFIX)
-    assert lines[22].startswith(verifier.CHECKPOINT_PREFIX) and len(lines) == 23
+    assert lines[22].startswith(verifier.CHECKPOINT_PREFIX)
+    assert len(lines) == 23
     out = io.BytesIO()
     assert write_export(out, LOG20.entries, [LOG20.checkpoint(20)]) == 20
 
@@ -329,7 +332,8 @@ def test_an_altered_prev_of_the_newest_entry_is_pinned_on_that_entry() -> None:
     prev = leaf_hash(LOG20.entries[18]).hex().encode()
     lines[21] = lines[21].replace(prev, b"0" + prev[1:] if prev[:1] != b"0" else b"1" + prev[1:])
     err = failure(join(lines))
-    assert isinstance(err, EntryModifiedError) and err.seq == 19
+    assert isinstance(err, EntryModifiedError)
+    assert err.seq == 19
     assert "prev was altered" in str(err)
 
 
@@ -340,7 +344,8 @@ def test_a_removed_entry_is_named() -> None:
     lines = lines_of(EXPORT20)
     del lines[8]  # entry seq 7
     err = failure(join(lines))
-    assert isinstance(err, EntryRemovedError) and err.seq == 7
+    assert isinstance(err, EntryRemovedError)
+    assert err.seq == 7
     assert "entry seq 7 removed" in str(err)
     del lines[1]  # and seq 0
     assert isinstance(failure(join(lines)), EntryRemovedError)
@@ -350,7 +355,8 @@ def test_several_removed_entries_are_named_as_a_range() -> None:
     lines = lines_of(EXPORT20)
     del lines[13:16]  # entries seq 11..13
     err = failure(join(lines))
-    assert isinstance(err, EntryRemovedError) and "entries seq 11..13 removed" in str(err)
+    assert isinstance(err, EntryRemovedError)
+    assert "entries seq 11..13 removed" in str(err)
 
 
 @pytest.mark.parametrize("where", [5, 12, 22])
@@ -358,7 +364,8 @@ def test_a_duplicated_entry_is_named(where: int) -> None:
     lines = lines_of(EXPORT20)
     lines.insert(where, lines[4])  # entry seq 3, line 5
     err = failure(join(lines))
-    assert isinstance(err, EntryDuplicatedError) and err.seq == 3
+    assert isinstance(err, EntryDuplicatedError)
+    assert err.seq == 3
     assert "duplicates line 5" in str(err) or "line 5" in str(err)
 
 
@@ -385,7 +392,9 @@ def test_a_forged_entry_inserted_into_the_chain_is_named() -> None:
     )
     lines.insert(7, forged)  # before the real seq 6 (now line 9)
     err = failure(join(lines))
-    assert isinstance(err, EntryInsertedError) and err.line == 8 and err.seq == 6
+    assert isinstance(err, EntryInsertedError)
+    assert err.line == 8
+    assert err.seq == 6
 
 
 def test_an_entry_with_an_unrelated_seq_inserted_is_named() -> None:
@@ -393,21 +402,24 @@ def test_an_entry_with_an_unrelated_seq_inserted_is_named() -> None:
     stray = encode_entry(**fields(99, "cd" * 32))  # type: ignore[arg-type]
     lines.insert(5, stray)
     err = failure(join(lines))
-    assert isinstance(err, EntryInsertedError) and err.line == 6
+    assert isinstance(err, EntryInsertedError)
+    assert err.line == 6
 
 
 def test_an_entry_with_a_plausible_seq_but_a_foreign_prev_is_named_as_inserted() -> None:
     lines = lines_of(EXPORT20)
     lines.insert(7, encode_entry(**fields(6, "ef" * 32)))  # type: ignore[arg-type]
     err = failure(join(lines))
-    assert isinstance(err, EntryInsertedError) and err.line == 8
+    assert isinstance(err, EntryInsertedError)
+    assert err.line == 8
 
 
 def test_entries_cut_from_the_end_are_named_against_the_exports_own_checkpoint() -> None:
     lines = lines_of(EXPORT20)
     del lines[19:22]  # entries seq 17..19, keeping the checkpoint of size 20
     err = failure(join(lines))
-    assert isinstance(err, TruncatedLogError) and err.seq == 17
+    assert isinstance(err, TruncatedLogError)
+    assert err.seq == 17
     assert "entries seq 17..19 are missing" in str(err)
 
 
@@ -415,7 +427,8 @@ def test_a_truncated_file_fails() -> None:
     assert isinstance(failure(EXPORT20[:-40]), MalformedExportError)
     no_last_checkpoint = join(lines_of(EXPORT20)[:-1])
     err = failure(no_last_checkpoint)
-    assert isinstance(err, UncoveredEntriesError) and err.seq == 10
+    assert isinstance(err, UncoveredEntriesError)
+    assert err.seq == 10
     assert "entries seq 10..19" in str(err)
 
 
@@ -428,7 +441,8 @@ def test_a_checkpoint_signed_by_another_key_is_refused() -> None:
     lines = lines_of(EXPORT20)
     lines[-1] = other.checkpoint(20).to_line()
     err = failure(join(lines))
-    assert isinstance(err, SignatureError) and err.line == 23
+    assert isinstance(err, SignatureError)
+    assert err.line == 23
     assert "neither the supplied key nor endorsed by it" in str(err)
 
 
@@ -436,7 +450,8 @@ def test_a_checkpoint_over_other_entries_is_a_mismatch_not_a_pass() -> None:
     lines = lines_of(EXPORT20)
     lines[11] = make_log(10, rewrite={4: "rewritten"}).checkpoint(10).to_line()
     err = failure(join(lines))
-    assert isinstance(err, verifier.CheckpointMismatchError) and err.line == 12
+    assert isinstance(err, verifier.CheckpointMismatchError)
+    assert err.line == 12
 
 
 # --- the verifier: a checkpoint the auditor kept -------------------------------------
@@ -447,7 +462,8 @@ KEPT20 = LOG30.checkpoint(20).to_line()
 
 def test_an_extended_log_is_consistent_with_the_kept_checkpoint() -> None:
     result = verify_export(LOG30.export(10, 20, 30), PUB, KEPT20)
-    assert result.kept_tree_size == 20 and result.tree_size == 30
+    assert result.kept_tree_size == 20
+    assert result.tree_size == 30
     assert verify_export(make_log(20).export(20), PUB, KEPT20 + b"\n").kept_tree_size == 20
 
 
@@ -463,7 +479,8 @@ def test_a_rolled_back_log_is_caught() -> None:
     shorter = make_log(15)
     assert verify_export(shorter.export(15), PUB)
     err = failure(shorter.export(15), KEPT20)
-    assert isinstance(err, RollbackError) and err.seq == 15
+    assert isinstance(err, RollbackError)
+    assert err.seq == 15
     assert "entries seq 15..19 are gone" in str(err)
 
 
@@ -507,7 +524,8 @@ def test_the_verifier_accepts_every_entry_the_node_can_write(
         KEY, tree_size=3, root_hash=log.tree.root(), time=T0, node_id=node_id
     )
     result = verify_export(build_export(log.entries, [checkpoint]), PUB)
-    assert result.entries == 3 and result.node_id == node_id
+    assert result.entries == 3
+    assert result.node_id == node_id
 
 
 def test_non_canonical_entry_lines_are_refused_even_if_the_chain_holds() -> None:
@@ -515,7 +533,8 @@ def test_non_canonical_entry_lines_are_refused_even_if_the_chain_holds() -> None
     log.entries.append(LOG20.entries[0].replace(b'"action":', b'"action": '))
     log.tree.append(leaf_hash(log.entries[0]))
     err = failure(log.export(1))
-    assert isinstance(err, MalformedExportError) and err.line == 2
+    assert isinstance(err, MalformedExportError)
+    assert err.line == 2
     assert "canonical" in str(err)
 
 
@@ -564,7 +583,8 @@ def _assert_verdict(data: bytes | list[bytes]) -> None:
     try:
         result = verify_export(data, PUB)
     except VerificationError as exc:
-        assert str(exc) and exc.kind
+        assert str(exc)
+        assert exc.kind
     else:
         assert isinstance(result, VerifiedExport)
 
@@ -648,7 +668,8 @@ def test_exports_of_any_size_verify_with_checkpoints_anywhere(n: int, data: st.D
     log = make_log(n)
     sizes = data.draw(st.lists(st.integers(0, n), max_size=4))
     result = verify_export(log.export(*sizes, n), PUB)
-    assert result.tree_size == n and result.root_hash == log.tree.root().hex()
+    assert result.tree_size == n
+    assert result.root_hash == log.tree.root().hex()
 
 
 # --- the standalone file and its command line ----------------------------------------
@@ -661,7 +682,8 @@ def test_verifier_imports_only_the_standard_library_and_cryptography() -> None:
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0 and node.module
+            assert node.level == 0
+            assert node.module
             roots.add(node.module.split(".")[0])
     assert roots - sys.stdlib_module_names == {"cryptography"}
 

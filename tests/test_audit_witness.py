@@ -78,7 +78,8 @@ def test_a_growing_consistent_peer_is_accepted(node: Node) -> None:
     assert see(node, peer, peer.checkpoint(1), peer.proof(5)).verdict == "consistent"
     assert see(node, peer, peer.checkpoint(2)).verdict == "unchanged"
     last = witness.last_accepted(node.engine, "XB")
-    assert last is not None and last.checkpoint.tree_size == 12
+    assert last is not None
+    assert last.checkpoint.tree_size == 12
     assert witness.flagged_peers(node.engine) == []
 
 
@@ -89,7 +90,8 @@ def test_two_roots_for_one_size_are_a_split_view(node: Node) -> None:
     other.grow(3, "b")
     see(node, honest, honest.checkpoint(0))
     result = see(node, other, other.checkpoint(1))
-    assert result.flagged and "two different roots signed for tree size 8" in result.reason
+    assert result.flagged
+    assert "two different roots signed for tree size 8" in result.reason
 
 
 def test_a_rewritten_history_fails_the_consistency_proof(node: Node) -> None:
@@ -97,16 +99,19 @@ def test_a_rewritten_history_fails_the_consistency_proof(node: Node) -> None:
     see(node, original, original.checkpoint(0))
     rewritten = original.fork(5).grow(7, "forged")
     result = see(node, rewritten, rewritten.checkpoint(1), rewritten.proof(8))
-    assert result.flagged and "does not extend the tree of size 8" in result.reason
+    assert result.flagged
+    assert "does not extend the tree of size 8" in result.reason
     last = witness.last_accepted(node.engine, "XB")
-    assert last is not None and last.checkpoint.tree_size == 8  # the flag is not a new baseline
+    assert last is not None
+    assert last.checkpoint.tree_size == 8
 
 
 def test_a_smaller_tree_signed_later_is_a_rollback(node: Node) -> None:
     peer = PeerLog().grow(10)
     see(node, peer, peer.checkpoint(5))
     result = see(node, peer.fork(6), peer.fork(6).checkpoint(6))
-    assert result.flagged and "rolled back" in result.reason
+    assert result.flagged
+    assert "rolled back" in result.reason
 
 
 def test_an_older_checkpoint_arriving_late_is_stale_not_a_flag(node: Node) -> None:
@@ -129,7 +134,8 @@ def test_a_grown_tree_without_a_proof_is_refused_and_not_recorded(node: Node) ->
     with pytest.raises(InvalidProofError, match="from 3 to 5"):
         see(node, peer, peer.checkpoint(1))
     last = witness.last_accepted(node.engine, "XB")
-    assert last is not None and last.checkpoint.tree_size == 3
+    assert last is not None
+    assert last.checkpoint.tree_size == 3
 
 
 def test_lines_that_are_not_the_peers_signature_are_refused_not_flagged(node: Node) -> None:
@@ -158,7 +164,9 @@ def test_a_flag_is_logged_kept_as_evidence_and_shown_in_readyz(
     peer.grow(2)
     assert see(node, peer, peer.checkpoint(2), peer.proof(4)).verdict == "consistent"
     (flagged,) = witness.flagged_peers(node.engine)
-    assert flagged.peer_id == "XB" and flagged.flags == 1 and flagged.evidence == bad_line
+    assert flagged.peer_id == "XB"
+    assert flagged.flags == 1
+    assert flagged.evidence == bad_line
     entry = stored_entries(node.engine)[-1]
     assert (entry["action"], entry["actor"], entry["outcome"]) == (
         "peer.flagged",
@@ -212,7 +220,8 @@ def test_a_database_restored_from_before_a_checkpoint_a_peer_holds_is_caught(
     a = Node.open(a_settings)  # adopted as it stands: only the witness can tell now
     add_entries(a.engine, 7, tag="after-restore")
     result = show(10)
-    assert result.flagged and "does not extend the tree of size 10" in result.reason
+    assert result.flagged
+    assert "does not extend the tree of size 10" in result.reason
     a.close()
     a = Node.open(a_settings)
     assert witness.flagged_peers(w.engine)[0].peer_id == "XA"
@@ -247,7 +256,8 @@ def test_a_restored_database_that_has_not_caught_up_is_a_rollback(tmp_path: Path
             conn, peer_id="XA", public_key=key, line=later.to_line(), proof=None, now=now()
         )
     assert first.verdict == "first"
-    assert rolled.flagged and "rolled back: tree size 4 signed after tree size 9" in rolled.reason
+    assert rolled.flagged
+    assert "rolled back: tree size 4 signed after tree size 9" in rolled.reason
     a.close()
     w.close()
 
@@ -270,8 +280,12 @@ def test_peer_list_shows_a_flagged_peer(node: Node) -> None:
     )
     runner = CliRunner()
     before = runner.invoke(app, ["peer", "list", str(node.settings.directory)])
-    assert before.exit_code == 0 and "no flag" in before.output and "FLAGGED" not in before.output
+    assert before.exit_code == 0
+    assert "no flag" in before.output
+    assert "FLAGGED" not in before.output
     see(node, peer, peer.checkpoint(0))
     see(node, peer.fork(2), peer.fork(2).checkpoint(5))  # rolled back
     after = runner.invoke(app, ["peer", "list", str(node.settings.directory)])
-    assert after.exit_code == 0 and "FLAGGED" in after.output and "rolled back" in after.output
+    assert after.exit_code == 0
+    assert "FLAGGED" in after.output
+    assert "rolled back" in after.output

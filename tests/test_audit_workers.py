@@ -57,9 +57,11 @@ def test_three_workers_log_every_push_and_refusal_once(
         entries = stored_entries(node.engine)
         assert [e["seq"] for e in entries] == list(range(len(entries)))
         actions = Counter(e["action"] for e in entries)
-        assert actions["report.push"] == 90 and actions["auth.failed"] == 90
+        assert actions["report.push"] == 90
+        assert actions["auth.failed"] == 90
         status = check_log(node.engine, public_keys=known_public_keys(settings.keys_dir))
         latest = checkpoint_store.latest_checkpoint(node.engine)
-        assert latest is not None and latest.checkpoint.tree_size == status.entries
+        assert latest is not None
+        assert latest.checkpoint.tree_size == status.entries
     finally:
         node.close()

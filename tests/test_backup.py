@@ -66,12 +66,14 @@ def test_a_backup_taken_while_the_node_writes_restores_to_a_node_that_starts(
     before = len(stored_entries(node.engine))
     node.close()
     done = backup.restore(tmp_path / "b", settings, export=export, actor="operator", now=now())
-    assert not done.missing and done.log_size == before
+    assert not done.missing
+    assert done.log_size == before
     # SQLite: the manifest names exactly what the copy holds; PostgreSQL: at least that.
     assert 0 < done.appended <= before - manifest["log_size"]
     reopened = Node.open(settings)
     actions = [e["action"] for e in stored_entries(reopened.engine)]
-    assert actions.count("node.backup") == 1 and actions[-1] == "node.restore"
+    assert actions.count("node.backup") == 1
+    assert actions[-1] == "node.restore"
     reopened.close()
 
 
@@ -134,14 +136,16 @@ def test_a_restored_node_is_not_a_rollback_to_its_witness(tmp_path: Path) -> Non
     assert seen is not None
     assert show(a, seen.checkpoint.tree_size).verdict == "consistent"
     witnessed = checkpoint_store.latest_checkpoint(a.engine)
-    assert witnessed is not None and first.verdict == "first"
+    assert witnessed is not None
+    assert first.verdict == "first"
     export = export_to(a, tmp_path / "newest.jsonl")
     a.close()
     backup.restore(tmp_path / "b", a_settings, export=export, actor="operator", now=now())
     a = Node.open(a_settings)
     add_entries(a.engine, 2, tag="after")
     result = show(a, witnessed.checkpoint.tree_size)
-    assert not result.flagged and result.verdict == "consistent"
+    assert not result.flagged
+    assert result.verdict == "consistent"
     a.close()
     w.close()
 
@@ -181,10 +185,12 @@ def test_the_cli_backs_up_and_restores(settings: NodeSettings, tmp_path: Path) -
     taken = runner.invoke(app, ["backup", str(settings.directory), str(out)])
     assert taken.exit_code == 0, taken.output
     again = runner.invoke(app, ["backup", str(settings.directory), str(out)])
-    assert again.exit_code == 1 and "already exists" in again.output
+    assert again.exit_code == 1
+    assert "already exists" in again.output
     restored = runner.invoke(app, ["restore", str(out), str(settings.directory)])
     assert restored.exit_code == 0, restored.output
     node = Node.open(settings)
     restores = [e for e in stored_entries(node.engine) if e["action"] == "node.restore"]
-    assert len(restores) == 1 and "must be pushed again" in restores[0]["reason"]
+    assert len(restores) == 1
+    assert "must be pushed again" in restores[0]["reason"]
     node.close()

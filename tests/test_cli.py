@@ -30,10 +30,12 @@ def test_init_creates_a_private_key_and_refuses_to_overwrite(tmp_path: Path) -> 
     output = run("init", str(node_dir), "--node-id", "XA", "--name", "Republic of XA")
     assert "Identity key id" in output
     keys = list((node_dir / "keys").glob("*.pem"))
-    assert len(keys) == 1 and stat.S_IMODE(keys[0].stat().st_mode) == 0o600
+    assert len(keys) == 1
+    assert stat.S_IMODE(keys[0].stat().st_mode) == 0o600
     assert NodeSettings.load(node_dir).insecure_reasons() == []
     again = runner.invoke(app, ["init", str(node_dir), "--node-id", "XA", "--name", "Other"])
-    assert again.exit_code == 1 and "already holds a node" in again.output
+    assert again.exit_code == 1
+    assert "already holds a node" in again.output
     assert "Republic of XA" in (node_dir / "node.toml").read_text()
 
 
@@ -58,7 +60,8 @@ def test_serve_refuses_insecure_settings_and_says_which(tmp_path: Path) -> None:
     key.chmod(0o644)
     result = runner.invoke(app, ["serve", str(node_dir)])
     assert result.exit_code == 1
-    assert "plain HTTP" in result.output and "readable by others" in result.output
+    assert "plain HTTP" in result.output
+    assert "readable by others" in result.output
 
 
 def test_tokens_are_shown_once_and_listed_without_secrets(tmp_path: Path) -> None:
@@ -68,19 +71,25 @@ def test_tokens_are_shown_once_and_listed_without_secrets(tmp_path: Path) -> Non
     secret = re.search(r"xt_[A-Za-z0-9_-]{20,}", output)
     assert secret is not None
     listing = run("token", "list", str(node_dir))
-    assert "moh" in listing and secret.group() not in listing
+    assert "moh" in listing
+    assert secret.group() not in listing
     run("token", "revoke", str(node_dir), "moh")
     (listed,) = json.loads(run("token", "list", str(node_dir), "--json"))
-    assert listed["state"] == "revoked" and listed["revoked_at"] and listed["expires_at"] is None
+    assert listed["state"] == "revoked"
+    assert listed["revoked_at"]
+    assert listed["expires_at"] is None
     assert secret.group() not in json.dumps(listed)
     bad = runner.invoke(app, ["token", "create", str(node_dir), "--name", "x", "--role", "king"])
-    assert bad.exit_code == 2 and "'king' is not one of" in bad.output
-    assert "agency" in run("token", "create", "--help") and "mmwr" in run("init", "--help")
+    assert bad.exit_code == 2
+    assert "'king' is not one of" in bad.output
+    assert "agency" in run("token", "create", "--help")
+    assert "mmwr" in run("init", "--help")
 
 
 def test_a_command_on_a_missing_node_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, ["token", "list", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1 and "exchange init" in result.output
+    assert result.exit_code == 1
+    assert "exchange init" in result.output
 
 
 @pytest.mark.slow
@@ -123,7 +132,8 @@ def test_push_a_csv_through_a_real_server(tmp_path: Path) -> None:
         refused = runner.invoke(
             app, ["push", "weekly_epi@1", str(bad), "--url", url, "--token", secret.group()]
         )
-        assert refused.exit_code == 1 and "row 2, area='XA-P9'" in refused.output  # the CSV's line
+        assert refused.exit_code == 1
+        assert "row 2, area='XA-P9'" in refused.output
         listing = httpx2.get(
             f"{url}/v1/reports", headers={"Authorization": f"Bearer {secret.group()}"}
         ).json()

@@ -38,14 +38,16 @@ def test_the_demo_exchanges_what_the_policies_allow(tmp_path: Path) -> None:
             assert areas == {f"{received.peer_id}-P{p}" for p in range(1, 5)}
             assert set(release["measures"]) == {"cases", "admissions"}
         else:
-            assert areas == {received.peer_id} and release["measures"] == ["cases"]
+            assert areas == {received.peer_id}
+            assert release["measures"] == ["cases"]
         assert all(a > 0 for a in release["accuracy"].values())
 
     assert [d.status for d in result.denials] == [403, 403]
     assert "admin level 0" in result.denials[0].problem["reasons"][0]
     assert "no-deaths" in result.denials[1].problem["reasons"][0]
 
-    assert result.cached is not None and result.cached.cached
+    assert result.cached is not None
+    assert result.cached.cached
     assert result.cached.release["epsilon_spent"] == 0
     xa_budgets = {row["account"]: row for row in result.budgets["XA"]}
     assert xa_budgets["XB"]["spent"] == 1.0  # the repeat cost nothing
@@ -75,7 +77,8 @@ def test_the_outbreaks_are_epidemic_curves_not_noise(tmp_path: Path) -> None:
         peak = series.index(max(series))
         peaks.add(peak)
         assert max(series) > 5 * (series[0] + 1)  # a real wave above its start
-        assert sum(series[peak:]) > 0 and series[-1] < max(series)
+        assert sum(series[peak:]) > 0
+        assert series[-1] < max(series)
     assert len(peaks) > 3  # districts peak in different weeks
 
 
@@ -103,4 +106,5 @@ def test_exchange_demo_exits_0_within_a_minute() -> None:
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert time.monotonic() - started < 60
-    assert "cached=True" in finished.stdout and "403" in finished.stdout
+    assert "cached=True" in finished.stdout
+    assert "403" in finished.stdout

@@ -96,6 +96,9 @@ def test_an_interrupted_push_can_be_run_again(
             )
     finally:
         kill_hard(server)
-    assert first.parts == 8 and not first.replayed and first.rows == 156
-    assert again.replayed and again.parts == 0
+    assert first.parts == 8
+    assert not first.replayed
+    assert first.rows == 156
+    assert again.replayed
+    assert again.parts == 0
     assert again.receipt["report_id"] == first.receipt["report_id"]

@@ -39,7 +39,8 @@ def test_the_log_reports_each_error_once() -> None:
 def test_the_log_maps_data_rows_to_file_lines() -> None:
     log = ErrorLog(10, [2, 5, 6])
     log.add(2, "week", "x", "not_a_week")
-    assert log.items[0].row == 5 and log.row(3) == 6
+    assert log.items[0].row == 5
+    assert log.row(3) == 6
 
 
 def test_a_ragged_row_does_not_hide_the_other_rows(node: Node) -> None:
@@ -104,7 +105,8 @@ def test_the_cap_applies_after_sorting(node: Node) -> None:
     rows[-1]["area"] = "XA-NOPE"
     schema = node.registry.get("weekly_epi@1")
     error = refused(lambda: from_json_rows(schema, rows, node.validation))
-    assert error.total == len(rows) + 1 and len(error.errors) == 100
+    assert error.total == len(rows) + 1
+    assert len(error.errors) == 100
     assert [e.row for e in error.errors] == list(range(1, 101))
 
 

@@ -86,7 +86,8 @@ def test_a_peer_that_is_down_is_named_with_its_url_and_what_happened() -> None:
         client.post_signed("/v1/releases", b"{}", key=_me())
     message = str(caught.value)
     assert message.startswith(f"peer XB at {URL}/v1/releases: could not be reached")
-    assert "ConnectError" in message and "3 attempt(s)" in message
+    assert "ConnectError" in message
+    assert "3 attempt(s)" in message
     assert len(calls) == 3
 
 
@@ -107,7 +108,8 @@ def test_each_attempt_is_signed_anew() -> None:
 
     exchange = _client(flaky, attempts=5).post_signed("/v1/releases", b"{}", key=_me())
     assert exchange.response.status == 200
-    assert len(seen) == 3 and len(set(seen)) == 3
+    assert len(seen) == 3
+    assert len(set(seen)) == 3
 
 
 def test_gateway_errors_give_up_after_the_attempts() -> None:
@@ -125,7 +127,8 @@ def test_refusals_and_errors_are_not_retried(status: int) -> None:
         return httpx2.Response(status, json={"title": "no", "detail": "because"})
 
     exchange = _client(refuse, attempts=5).post_signed("/v1/releases", b"{}", key=_me())
-    assert exchange.response.status == status and calls == [1]
+    assert exchange.response.status == status
+    assert calls == [1]
 
 
 def test_requests_ask_for_identity_coding_and_refuse_other_codings() -> None:

@@ -160,7 +160,8 @@ def test_the_freshness_window_is_the_documented_300_seconds(
 ) -> None:
     xa, xb = pair["XA"], pair["XB"]
     documented = FEDERATION_MD.read_text(encoding="utf-8")
-    assert "`created` at most 300 s old" in documented and "at most 5 s in the future" in documented
+    assert "`created` at most 300 s old" in documented
+    assert "at most 5 s in the future" in documented
     created = now() + timedelta(seconds=offset)
     answer, _response = _send(xa, _signed(_partner_key(xb), created=created))
     assert answer.status_code == status, answer.text
@@ -178,11 +179,13 @@ def test_accept_signature_can_be_honoured_as_written(pair: dict[str, Member]) ->
     refused = xa.http.post(URL, content=b"{}", headers={"Content-Type": "application/json"})
     assert refused.status_code == 401
     requested = http_sf.parse(refused.headers["accept-signature"].encode(), tltype="dictionary")
-    assert isinstance(requested, dict) and len(requested) == 1
+    assert isinstance(requested, dict)
+    assert len(requested) == 1
     label, (inner, params) = next(iter(requested.items()))
     for name, value in params.items():
         assert (value is True) == (name in ("created", "expires")), (name, value)
-    assert "nonce" not in params and "keyid" not in params
+    assert "nonce" not in params
+    assert "keyid" not in params
     problem = refused.json()
     assert {"created", "keyid", "nonce", "tag"} <= set(problem["required_parameters"])
     # Honour it: its components and values as written, plus what the signer generates.
@@ -237,7 +240,8 @@ def test_a_key_endorsement_verifies_from_the_descriptor_and_the_docs_alone(
         "previous_valid_until": endorsement["previous_valid_until"],
     }
     documented = _documented_statement_fields()
-    assert set(documented) == set(statement) and documented["type"] == statement["type"]
+    assert set(documented) == set(statement)
+    assert documented["type"] == statement["type"]
     # RFC 8785 for an object of ASCII keys and string values: sorted keys, no whitespace.
     canonical = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     endorser = Ed25519PublicKey.from_public_bytes(

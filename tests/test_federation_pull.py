@@ -70,7 +70,8 @@ def test_a_pull_is_signed_verified_stored_and_accurate(pair: dict[str, Member]) 
     assert result.key_id == load_current(xa.settings.keys_dir).kid
     assert {cell["area"] for cell in release["cells"]} == {f"XA-P{p}" for p in range(1, 5)}
     assert len(release["cells"]) == 4 * 16
-    assert release["epsilon_spent"] == 1.0 and not result.cached
+    assert release["epsilon_spent"] == 1.0
+    assert not result.cached
     assert release["policy_hash"].startswith("sha256:")
     assert all(cell["cases"]["accuracy"] > 0 for cell in release["cells"])
     # The evidence: the exchange as received, whose signature still verifies.
@@ -94,7 +95,8 @@ def test_a_repeat_is_served_from_the_cache_and_costs_nothing(pair: dict[str, Mem
     first = pull(xb.node, xb.client_to(xa), query("area:adm1", "week"))
     spent = xa.counts()["spent_micro"]
     again = pull(xb.node, xb.client_to(xa), query("area:adm1", "week"))
-    assert again.cached and again.release["epsilon_spent"] == 0
+    assert again.cached
+    assert again.release["epsilon_spent"] == 0
     assert again.release["release_id"] == first.release["release_id"]
     assert again.release["cells"] == first.release["cells"]
     assert xa.counts()["spent_micro"] == spent
@@ -107,11 +109,13 @@ def test_a_denial_is_signed_and_gives_the_rules_reasons(pair: dict[str, Member])
     with pytest.raises(PeerRefusedError) as caught:
         pull(xb.node, xb.client_to(xa), query("area:adm2", "week"))
     refused = caught.value
-    assert refused.status == 403 and refused.signed
+    assert refused.status == 403
+    assert refused.signed
     assert "admin level 1" in refused.problem["reasons"][0]
     assert "peer XA at http://xa.test/v1/releases: refused with 403" in str(refused)
     after = xa.counts()
-    assert after["spent_micro"] == before["spent_micro"] and after["releases"] == before["releases"]
+    assert after["spent_micro"] == before["spent_micro"]
+    assert after["releases"] == before["releases"]
     assert xb.counts()["received"] == 0
 
 
@@ -131,7 +135,8 @@ def test_an_exhausted_budget_is_a_signed_429_with_what_is_left(pair: dict[str, M
     spent = xa.counts()["spent_micro"]
     with pytest.raises(PeerRefusedError) as caught:
         pull(xb.node, xb.client_to(xa), query("area:adm0", "week"))
-    assert caught.value.status == 429 and caught.value.signed
+    assert caught.value.status == 429
+    assert caught.value.signed
     assert caught.value.problem["budget_left"] == 0
     assert xa.counts()["spent_micro"] == spent
 
@@ -191,7 +196,8 @@ def test_a_revoked_key_is_refused_at_once_and_costs_nothing(pair: dict[str, Memb
     before = xa.counts()
     with pytest.raises(PeerRefusedError) as caught:
         pull(xb.node, xb.client_to(xa), query("area:adm1"))
-    assert caught.value.status == 401 and not caught.value.signed
+    assert caught.value.status == 401
+    assert not caught.value.signed
     assert caught.value.problem["signature_error"] == "unknown_key"
     assert xa.counts() == before
 
@@ -259,10 +265,13 @@ def test_each_pull_witnesses_the_peers_audit_log(pair: dict[str, Member]) -> Non
     xa_key = load_current(xa.settings.keys_dir).private_key
     first_size = checkpoint_store.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
     first = pull(xb.node, xb.client_to(xa), query())
-    assert first.witness is not None and first.witness.verdict == "first"
-    assert first.document["checkpoint"] and first.document["consistency_proof"] is None
+    assert first.witness is not None
+    assert first.witness.verdict == "first"
+    assert first.document["checkpoint"]
+    assert first.document["consistency_proof"] is None
     grown = checkpoint_store.sign(xa.node.engine, xa_key, now=now()).checkpoint.tree_size
     assert grown > first_size  # the release itself was audited
     second = pull(xb.node, xb.client_to(xa), query("area:adm1"))
     assert second.document["consistency_proof"]["from"] == first_size
-    assert second.witness is not None and second.witness.verdict == "consistent"
+    assert second.witness is not None
+    assert second.witness.verdict == "consistent"

@@ -170,7 +170,8 @@ def test_concurrent_replays_one_wins(node: Node) -> None:
 def test_rotation_keeps_the_old_key_for_the_grace_period(tmp_path: Path) -> None:
     settings, first = init_node(tmp_path / "xa", node_id="XA", name="XA")
     new, old = keys.rotate(settings.keys_dir, node_id="XA", grace=timedelta(hours=2), now=T0)
-    assert old.kid == first.kid and load_current(settings.keys_dir).kid == new.kid
+    assert old.kid == first.kid
+    assert load_current(settings.keys_dir).kid == new.kid
     ring = keys.key_ring(settings.keys_dir, now=T0 + timedelta(hours=1))
     assert [(k.kid, k.current) for k in ring] == [(new.kid, True), (old.kid, False)]
     assert ring[1].valid_until == T0 + timedelta(hours=2)
@@ -244,7 +245,8 @@ def test_an_endorsement_for_another_node_is_refused(tmp_path: Path, node: Node) 
         update = trust_endorsed_keys(
             conn, peer_id="XB", descriptor=_descriptor(xb.keys_dir, "XB", T0), now=T0
         )
-    assert update.added == [] and second.kid in update.refused
+    assert update.added == []
+    assert second.kid in update.refused
 
 
 def test_a_revoked_key_endorses_nothing(tmp_path: Path, node: Node) -> None:

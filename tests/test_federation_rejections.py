@@ -160,7 +160,8 @@ def _assert_rejected(xa: Member, message: RequestMessage, kind: str) -> None:
     assert answer.headers["www-authenticate"].startswith("Signature")
     assert "signature" not in answer.headers  # nothing to bind a signature to
     problem = answer.json()
-    assert problem["status"] == 401 and problem["signature_error"] == kind, problem
+    assert problem["status"] == 401, problem
+    assert problem["signature_error"] == kind, problem
     assert xa.counts() == before  # nothing charged, no release, no nonce recorded
     assert _audited_refusals(xa) == refusals + 1
 

@@ -99,7 +99,8 @@ def test_pin_pull_rotate_and_peer_down_over_sockets(
     xa, xb, xa_kid, server = xa_and_xb
     url = load_url(xa)
     wrong = exchange("peer", "add", xb, "--from-url", url, "--fingerprint", "A" * 43)
-    assert wrong.returncode == 1 and "no key with fingerprint" in wrong.stderr
+    assert wrong.returncode == 1
+    assert "no key with fingerprint" in wrong.stderr
     pinned = exchange("peer", "add", xb, "--from-url", url, "--fingerprint", xa_kid)
     assert pinned.returncode == 0, pinned.stderr
 
@@ -107,7 +108,8 @@ def test_pin_pull_rotate_and_peer_down_over_sockets(
     assert first.returncode == 0, first.stderr
     with (tmp_path / "provinces.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 4 * 16 and set(rows[0]) == {"area", "week", "cases", "cases_accuracy"}
+    assert len(rows) == 4 * 16
+    assert set(rows[0]) == {"area", "week", "cases", "cases_accuracy"}
     assert f"Signed by XA's key {xa_kid}" in first.stdout
 
     rotated = exchange("keys", "rotate", xa, "--grace-hours", "1")
@@ -115,11 +117,14 @@ def test_pin_pull_rotate_and_peer_down_over_sockets(
     second = _pull(xb, tmp_path / "national.json", "area:adm0", "week")
     assert second.returncode == 0, second.stderr
     new_kid = load_current(xa / "keys").kid
-    assert new_kid != xa_kid and f"Signed by XA's key {new_kid}" in second.stdout
+    assert new_kid != xa_kid
+    assert f"Signed by XA's key {new_kid}" in second.stdout
     document = json.loads((tmp_path / "national.json").read_bytes())
-    assert document["provider"]["id"] == "XA" and len(document["release"]["cells"]) == 16
+    assert document["provider"]["id"] == "XA"
+    assert len(document["release"]["cells"]) == 16
     listed = exchange("peer", "list", xb)
-    assert new_kid in listed.stdout and xa_kid in listed.stdout
+    assert new_kid in listed.stdout
+    assert xa_kid in listed.stdout
 
     kill_hard(server)
     down = _pull(xb, tmp_path / "again.csv", "area:adm1", "week")

@@ -15,7 +15,8 @@ from tests.audit_support import bearer, stored_entries
 def test_without_a_token_readyz_says_ready_and_nothing_more(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
 
 
 @pytest.mark.parametrize("role", ["agency", "auditor"])
@@ -39,7 +40,8 @@ def test_an_operator_sees_the_details(client: TestClient, node: Node) -> None:
     assert body["status"] == "ready"
     assert body["checks"] == {"database": "ok", "migrations": "ok"}
     audit = body["details"]["audit"]
-    assert audit["log_size"] >= 1 and audit["flagged_peers"] == []
+    assert audit["log_size"] >= 1
+    assert audit["flagged_peers"] == []
 
 
 def test_not_ready_is_a_503_that_says_why_only_to_an_operator(
@@ -52,7 +54,8 @@ def test_not_ready_is_a_503_that_says_why_only_to_an_operator(
 
     monkeypatch.setattr(health, "ping", unreachable)
     anonymous = client.get("/readyz")
-    assert anonymous.status_code == 503 and anonymous.json() == {"status": "not ready"}
+    assert anonymous.status_code == 503
+    assert anonymous.json() == {"status": "not ready"}
     detailed = client.get("/readyz", headers=operator)
     assert detailed.status_code == 503
     assert detailed.json()["checks"] == {"database": "unreachable: ConnectionRefusedError"}

@@ -44,7 +44,8 @@ def test_a_failure_while_building_leaves_nothing_behind(
 def test_a_node_is_built_in_place_of_an_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "xa").mkdir()
     settings, key = init_node(tmp_path / "xa", node_id="XA", name="XA")
-    assert settings.directory == tmp_path / "xa" and (settings.directory / SETTINGS_FILE).is_file()
+    assert settings.directory == tmp_path / "xa"
+    assert (settings.directory / SETTINGS_FILE).is_file()
     assert (settings.keys_dir / f"{key.kid}.pem").is_file()
     assert settings.database.endswith(f"{tmp_path / 'xa'}/node.sqlite3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["xa"]  # no staging leftovers
@@ -63,7 +64,8 @@ def test_the_cli_lists_and_checks_the_week_systems(tmp_path: Path) -> None:
     bad = runner.invoke(
         cli, ["init", str(tmp_path / "xa"), "--node-id", "XA", "--name", "XA", "--week-system", "x"]
     )
-    assert bad.exit_code == 2 and "'x' is not one of" in bad.output
+    assert bad.exit_code == 2
+    assert "'x' is not one of" in bad.output
     assert not (tmp_path / "xa").exists()
     ok = runner.invoke(
         cli,

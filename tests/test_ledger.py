@@ -58,7 +58,8 @@ def test_both_accounts_are_charged_or_neither(node: Node) -> None:
     assert [line.left_micro for line in after] == [400, 900]
     with pytest.raises(ledger.InsufficientBudgetError) as caught, writing(node.engine) as conn:
         ledger.reserve(conn, charges(10_000, 1_500), 1_000, NOW)  # the partner could, global cannot
-    assert caught.value.line.charge.scope == "global" and caught.value.line.left_micro == 900
+    assert caught.value.line.charge.scope == "global"
+    assert caught.value.line.left_micro == 900
     with reading(node.engine) as conn:
         assert [line.spent_micro for line in ledger.lines(conn, charges(0, 0))] == [600, 600]
 

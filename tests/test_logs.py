@@ -29,7 +29,9 @@ def test_a_well_formed_request_id_is_kept(good: str) -> None:
 @pytest.mark.parametrize("bad", [None, "", "A" * 65, "has space", "new\nline", "x;drop", "é"])
 def test_anything_else_gets_a_fresh_id(bad: str | None) -> None:
     made = accept_or_make(bad)
-    assert made != bad and len(made) == 32 and made.isalnum()
+    assert made != bad
+    assert len(made) == 32
+    assert made.isalnum()
 
 
 def test_the_request_id_comes_back_in_the_response(
@@ -42,7 +44,8 @@ def test_the_request_id_comes_back_in_the_response(
     a, b = client.get("/healthz"), client.get("/healthz")
     assert a.headers["X-Request-Id"] != b.headers["X-Request-Id"]
     refused = client.get("/v1/reports", headers={"X-Request-Id": "denied-1"})  # a problem
-    assert refused.status_code == 401 and refused.headers["X-Request-Id"] == "denied-1"
+    assert refused.status_code == 401
+    assert refused.headers["X-Request-Id"] == "denied-1"
 
 
 def _record(message: str, exc_info: Any = None, args: Any = None) -> logging.LogRecord:
@@ -59,8 +62,10 @@ def test_a_line_is_json_with_the_request_id_and_no_exception_message() -> None:
     finally:
         request_id.reset(token)
     parsed = json.loads(line)
-    assert parsed["request_id"] == "req-42" and parsed["message"] == "pushing failed"
-    assert parsed["level"] == "error" and parsed["exception"]["type"] == "ValueError"
+    assert parsed["request_id"] == "req-42"
+    assert parsed["message"] == "pushing failed"
+    assert parsed["level"] == "error"
+    assert parsed["exception"]["type"] == "ValueError"
     assert str(DISTINCTIVE) not in line
     assert json.loads(JsonFormatter().format(_record("idle")))["request_id"] is None
 
@@ -76,7 +81,8 @@ def test_an_access_line_keeps_the_path_not_the_query() -> None:
         None,
     )
     parsed = json.loads(JsonFormatter().format(record))
-    assert parsed["path"] == "/v1/audit/entries" and parsed["status"] == 200
+    assert parsed["path"] == "/v1/audit/entries"
+    assert parsed["status"] == 200
     assert "s3cret" not in json.dumps(parsed)
 
 
@@ -94,7 +100,8 @@ def test_a_served_node_logs_json_lines_with_request_ids_and_no_secrets(
                 json={"rows": rows},
                 headers={"Authorization": f"Bearer {agency_secret}", "X-Request-Id": "push-1"},
             )
-            assert pushed.status_code == 201 and pushed.headers["X-Request-Id"] == "push-1"
+            assert pushed.status_code == 201
+            assert pushed.headers["X-Request-Id"] == "push-1"
             refused = client.get(
                 "/v1/audit/entries",
                 params={"actor": "token:querysecret"},
@@ -114,7 +121,9 @@ def test_a_served_node_logs_json_lines_with_request_ids_and_no_secrets(
         201,
     )
     other = [line for line in access if line["path"] == "/v1/audit/entries"]
-    assert len(other) == 1 and other[0]["request_id"] and other[0]["status"] == 401
+    assert len(other) == 1
+    assert other[0]["request_id"]
+    assert other[0]["status"] == 401
     text = err.decode()
     for secret in (agency_secret, "xt_wrong-secret-value", "querysecret", "cookie1"):
         assert secret not in text

@@ -55,7 +55,8 @@ def test_a_quiet_node_reports_nothing_flagged_and_a_fresh_checkpoint(
     assert value(samples, "exchange_peers_flagged") == 0
     assert value(samples, "exchange_audit_log_entries") == 1  # the operator token's issue
     age = value(samples, "exchange_audit_checkpoint_age_seconds")  # signed at startup
-    assert age is not None and 0 <= age < 3600
+    assert age is not None
+    assert 0 <= age < 3600
     assert not names(samples) & {"exchange_releases_total", "exchange_refusals_total"}
     assert "exchange_budget_left_epsilon" not in names(samples)  # no policy, no budget
 
@@ -91,7 +92,8 @@ def test_budgets_releases_refusals_checkpoints_and_flags_after_a_scenario(
     refused = {"partner": "XB", "schema": "weekly_epi@1", "rule": "agreement XB-epi-2026"}
     assert value(samples, "exchange_refusals_total", **refused) == 2
     age = value(samples, "exchange_audit_checkpoint_age_seconds")
-    assert age is not None and 3600 <= age < 3600 * 24
+    assert age is not None
+    assert 3600 <= age < 3600 * 24
     assert value(samples, "exchange_peers_flagged") == 1
 
 

@@ -62,13 +62,15 @@ def test_the_check_answers_and_spends_nothing(client: TestClient, node: Node) ->
     response = client.post(CHECK, json=BODY, headers=operator)
     assert response.status_code == 200, response.text
     summary = response.json()
-    assert summary["allowed"] is True and summary["rule"] == "agreement XB-epi-2026"
+    assert summary["allowed"] is True
+    assert summary["rule"] == "agreement XB-epi-2026"
     assert summary["effective"]["group_by"] == ["area:adm1", "week:week"]
     assert summary["cost"]["epsilon"] == 0.5
     assert [line["left"] for line in summary["budget"]] == [10.0, 20.0]
     assert ledger_spent(node) == {}
     denied = client.post(CHECK, json={**BODY, "partner_id": "XD"}, headers=operator).json()
-    assert denied["allowed"] is False and denied["reasons"][0].startswith("no agreement lets XD")
+    assert denied["allowed"] is False
+    assert denied["reasons"][0].startswith("no agreement lets XD")
 
 
 def test_a_malformed_check_is_a_422(client: TestClient, node: Node) -> None:
@@ -144,7 +146,8 @@ def test_cli_budget_lists_every_account(node: Node, settings: NodeSettings) -> N
     assert rows[("global", "*", "weekly_epi@1", "2026")]["left_micro"] == 19_500_000
     assert any(key[0] == "global" and key[2] == "line_list@1" for key in rows)
     table = CliRunner().invoke(cli, ["budget", str(settings.directory)])
-    assert table.exit_code == 0 and "global (all partners)" in table.output
+    assert table.exit_code == 0
+    assert "global (all partners)" in table.output
 
 
 def test_cli_policy_validate(node: Node, settings: NodeSettings, tmp_path: Path) -> None:
@@ -154,7 +157,8 @@ def test_cli_policy_validate(node: Node, settings: NodeSettings, tmp_path: Path)
     good = runner.invoke(
         cli, ["policy", "validate", str(SAMPLE_POLICY), "--node", str(settings.directory)]
     )
-    assert good.exit_code == 0 and "4 agreement(s)" in good.output
+    assert good.exit_code == 0
+    assert "4 agreement(s)" in good.output
     bad_file = tmp_path / "bad.yaml"
     bad_file.write_text(
         edited_policy(("measures: [cases]\n", "measures: [cases, outcome]\n")), encoding="utf-8"

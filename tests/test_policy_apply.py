@@ -66,12 +66,15 @@ def test_a_posted_policy_reaches_another_worker_on_its_next_request(
     )
     assert response.status_code == 200, response.text
     applied = response.json()
-    assert applied["policy_hash"] != before["policy_hash"] and applied["agreements"] >= 1
+    assert applied["policy_hash"] != before["policy_hash"]
+    assert applied["agreements"] >= 1
 
     after = other_worker.post(CHECK, json=QUERY, headers=operator).json()
-    assert after["policy_hash"] == applied["policy_hash"] and after["allowed"] is False
+    assert after["policy_hash"] == applied["policy_hash"]
+    assert after["allowed"] is False
     entry = applies(node)[-1]
-    assert entry["actor"] == "token:ops" and entry["role"] == "operator"
+    assert entry["actor"] == "token:ops"
+    assert entry["role"] == "operator"
     assert entry["policy_hash"] == applied["policy_hash"]
     assert node.settings.policy_file.read_text(encoding="utf-8") == STRICTER
 
@@ -84,9 +87,11 @@ def test_an_invalid_policy_is_a_422_that_changes_nothing(client: TestClient, nod
     problem = response.json()
     assert "invalid policy" in problem["detail"]
     (where,) = problem["problems"]
-    assert where["place"] == "agreements[0].embargo_days" and isinstance(where["line"], int)
+    assert where["place"] == "agreements[0].embargo_days"
+    assert isinstance(where["line"], int)
     assert "integer" in where["reason"]
-    assert node.policy is good and len(applies(node)) == 1
+    assert node.policy is good
+    assert len(applies(node)) == 1
     assert node.settings.policy_file.read_text(encoding="utf-8") == sample_policy_text()
 
 
@@ -94,9 +99,11 @@ def test_applying_a_policy_is_for_operators_only(client: TestClient, node: Node)
     assert client.post("/v1/policy", content=STRICTER).status_code == 401
     agency = {"Authorization": bearer(node, "auditor", "audit")["Authorization"]}
     refused = client.post("/v1/policy", content=STRICTER, headers=agency)
-    assert refused.status_code == 403 and applies(node) == []
+    assert refused.status_code == 403
+    assert applies(node) == []
     garbage = client.post("/v1/policy", content=b"\xff\xfe", headers=bearer(node, "operator"))
-    assert garbage.status_code == 422 and "UTF-8" in garbage.json()["detail"]
+    assert garbage.status_code == 422
+    assert "UTF-8" in garbage.json()["detail"]
 
 
 def test_an_unchanged_policy_costs_one_indexed_read_per_request(node: Node) -> None:
@@ -114,7 +121,8 @@ def test_an_unchanged_policy_costs_one_indexed_read_per_request(node: Node) -> N
         event.remove(node.engine, "before_cursor_execute", seen)
     assert policy is node.policy
     (only,) = statements
-    assert "policy_loads" in only and "ORDER BY policy_loads.id DESC" in only
+    assert "policy_loads" in only
+    assert "ORDER BY policy_loads.id DESC" in only
 
 
 def test_the_cli_applies_a_file_and_refuses_an_invalid_one(
@@ -133,6 +141,7 @@ def test_the_cli_applies_a_file_and_refuses_an_invalid_one(
     bad.write_text(INVALID, encoding="utf-8")
     refused = runner.invoke(cli, ["policy", "apply", str(settings.directory), str(bad)])
     assert refused.exit_code == 1
-    assert str(bad) in refused.output and "embargo_days (line" in refused.output
+    assert str(bad) in refused.output
+    assert "embargo_days (line" in refused.output
     assert settings.policy_file.read_text(encoding="utf-8") == STRICTER
     assert len(applies(node)) == 2

@@ -28,7 +28,9 @@ def ask(
 
 def denied(decision: Decision) -> str:
     assert not decision.allowed, decision.reasons
-    assert decision.effective is None and decision.cost is None and decision.charges == ()
+    assert decision.effective is None
+    assert decision.cost is None
+    assert decision.charges == ()
     return decision.sentence
 
 
@@ -36,13 +38,15 @@ def test_an_allowed_decision_carries_effective_query_cost_and_charges(policy: No
     decision = ask(
         policy, measures=("cases",), group_by=("area", "week"), since="2026-W01", until="2026-W11"
     )
-    assert decision.allowed and decision.rule == "agreement XB-epi-2026"
+    assert decision.allowed
+    assert decision.rule == "agreement XB-epi-2026"
     effective = decision.effective
     assert effective is not None
     assert effective.group_by == ("area:adm1", "week:week")
     assert (effective.since, effective.until) == ("2026-W01", "2026-W09")  # 14-day embargo
     assert decision.cells == 3 * 9  # provinces 1-3 (4 is red-lined) x 9 weeks
-    assert decision.cost is not None and decision.cost.epsilon_micro == 500_000
+    assert decision.cost is not None
+    assert decision.cost.epsilon_micro == 500_000
     (cases,) = decision.cost.measures
     assert cases.d_in == 2  # bound 1 x weeks_per_person 2
     assert cases.scale == pytest.approx(4.0)
@@ -115,7 +119,8 @@ def test_case_based_rows_never_leave_only_counts(policy: NodePolicy) -> None:
         ask(policy, schema_id="line_list@1", group_by=("report_date",))
     )
     decision = ask(policy, schema_id="line_list@1", group_by=("area", "week:month"))
-    assert decision.allowed and decision.effective is not None
+    assert decision.allowed
+    assert decision.effective is not None
     assert decision.effective.measures == ("cases",)
 
 
@@ -168,14 +173,17 @@ def test_a_range_cannot_reveal_a_week_that_grouping_may_not(policy: NodePolicy) 
     assert (totals.effective.since, totals.effective.until) == ("2026-W06", "2026-W09")
     # XB may see weeks: its ranges stay as asked.
     weekly = ask(policy, since="2026-W07", until="2026-W07")
-    assert weekly.effective is not None and weekly.effective.since == weekly.effective.until
+    assert weekly.effective is not None
+    assert weekly.effective.since == weekly.effective.until
 
 
 def test_the_embargo_clamps_and_can_leave_nothing(policy: NodePolicy) -> None:
     clamped = ask(policy, since="2026-W05", until="2026-W11")
-    assert clamped.effective is not None and clamped.effective.until == "2026-W09"
+    assert clamped.effective is not None
+    assert clamped.effective.until == "2026-W09"
     inside = ask(policy, since="2026-W05", until="2026-W08")
-    assert inside.effective is not None and inside.effective.until == "2026-W08"
+    assert inside.effective is not None
+    assert inside.effective.until == "2026-W08"
     assert not any("embargo" in r or "newer" in r for r in inside.reasons)
     assert "nothing to release" in denied(ask(policy, since="2026-W10"))
 
@@ -187,7 +195,8 @@ def test_bad_weeks_are_refused(policy: NodePolicy) -> None:
 def test_stocks_are_never_summed_over_time(policy: NodePolicy) -> None:
     capacity = {"schema_id": "hospital_capacity@1", "purpose": "patient_transfer"}
     reason = denied(ask(policy, group_by=("area",), **capacity))  # type: ignore[arg-type]
-    assert "beds_available is a stock" in reason and "cannot be summed over week" in reason
+    assert "beds_available is a stock" in reason
+    assert "cannot be summed over week" in reason
     assert "is a stock" in denied(ask(policy, group_by=("week:month",), **capacity))  # type: ignore[arg-type]
     assert ask(policy, group_by=("area", "week"), **capacity).allowed  # type: ignore[arg-type]
     one_week = ask(policy, group_by=("area",), since="2026-W08", until="2026-W08", **capacity)  # type: ignore[arg-type]
@@ -234,7 +243,8 @@ def test_gaussian_releases_price_l2_sensitivity_under_zcdp(policy: NodePolicy) -
         purpose="patient_transfer",
         group_by=("area", "week"),
     )
-    assert decision.cost is not None and decision.cost.mechanism == "gaussian"
+    assert decision.cost is not None
+    assert decision.cost.mechanism == "gaussian"
     assert [c.d_in for c in decision.cost.measures] == [2, 2]  # ceil(sqrt(4 weeks x 1^2))
     assert 0 < decision.cost.epsilon_micro <= 1_000_000
     assert decision.cost.delta == pytest.approx(1e-7)

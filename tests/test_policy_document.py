@@ -35,7 +35,8 @@ def test_the_sample_policy_loads() -> None:
         "regional-capacity-2026"
     }
     assert policy.red_areas("weekly_epi@1").keys() == {"XA-P4"}
-    assert policy.hash.startswith("sha256:") and len(policy.hash) == 71
+    assert policy.hash.startswith("sha256:")
+    assert len(policy.hash) == 71
 
 
 def test_the_hash_ignores_formatting_but_not_content() -> None:
@@ -50,7 +51,8 @@ def test_the_hash_ignores_formatting_but_not_content() -> None:
 def test_yaml_syntax_error_names_the_line() -> None:
     error = refused("version: 1\nnode: XA\nagreements: [\n")
     assert error.source == "policy.yaml"
-    assert error.problems[0].line is not None and error.problems[0].line >= 3
+    assert error.problems[0].line is not None
+    assert error.problems[0].line >= 3
 
 
 def test_a_repeated_key_is_refused_rather_than_silently_overwritten() -> None:
@@ -60,7 +62,8 @@ def test_a_repeated_key_is_refused_rather_than_silently_overwritten() -> None:
         "    embargo_days: 14\n    embargo_days: 0\n",
     )
     error = refused(text)
-    assert "embargo_days" in str(error) and "appears twice" in str(error)
+    assert "embargo_days" in str(error)
+    assert "appears twice" in str(error)
 
 
 def test_a_shape_error_names_place_line_and_reason() -> None:
@@ -203,7 +206,8 @@ def test_a_node_with_an_invalid_policy_does_not_start(settings: NodeSettings) ->
         Node.open(settings)
     message = str(caught.value)
     assert str(settings.policy_file) in message
-    assert "agreements[0].embargo_days (line" in message and "integer" in message
+    assert "agreements[0].embargo_days (line" in message
+    assert "integer" in message
 
 
 def test_reloading_an_invalid_policy_keeps_the_current_one(node: Node) -> None:

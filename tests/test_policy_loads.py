@@ -27,15 +27,15 @@ def test_a_new_node_takes_its_file_and_records_it_once(settings: NodeSettings, n
     try:
         (loaded,) = entries(first, "policy.load")
         assert not first.policy.missing
-        assert loaded["policy_hash"] == first.policy.hash and loaded["outcome"] == "allowed"
+        assert loaded["policy_hash"] == first.policy.hash
+        assert loaded["outcome"] == "allowed"
         assert "agreement(s)" in str(loaded["reason"])
     finally:
         first.close()
     again = Node.open(settings)  # another worker, or a CLI command, with the same policy
     try:
-        assert (
-            len(entries(again, "policy.load")) == 1 and again.policy.hash == loaded["policy_hash"]
-        )
+        assert len(entries(again, "policy.load")) == 1
+        assert again.policy.hash == loaded["policy_hash"]
     finally:
         again.close()
 
@@ -52,7 +52,8 @@ def test_the_database_wins_over_a_file_edited_behind_its_back(
         restarted = Node.open(settings)
     try:
         assert restarted.policy.hash == applied.hash
-        assert "differs from the active policy" in caplog.text and "policy apply" in caplog.text
+        assert "differs from the active policy" in caplog.text
+        assert "policy apply" in caplog.text
         assert entries(restarted, "policy.load") == []  # only the apply was recorded
     finally:
         restarted.close()
@@ -63,7 +64,8 @@ def test_a_removed_file_does_not_drop_the_active_policy(settings: NodeSettings, 
     settings.policy_file.unlink()
     restarted = Node.open(settings)
     try:
-        assert restarted.policy.hash == applied.hash and not restarted.policy.missing
+        assert restarted.policy.hash == applied.hash
+        assert not restarted.policy.missing
     finally:
         restarted.close()
 
@@ -80,6 +82,8 @@ def test_apply_of_the_same_policy_is_recorded_but_changes_nothing(node: Node) ->
         sample_policy_text(), source="again.yaml", actor="operator:ops", now=NOW
     )
     applies = entries(node, "policy.apply")
-    assert first.hash == second.hash and len(applies) == 2
+    assert first.hash == second.hash
+    assert len(applies) == 2
     assert str(applies[1]["reason"]).startswith("policy applied (unchanged)")
-    assert applies[1]["actor"] == "operator:ops" and applies[1]["policy_hash"] == first.hash
+    assert applies[1]["actor"] == "operator:ops"
+    assert applies[1]["policy_hash"] == first.hash

@@ -247,7 +247,8 @@ def lets_through(
     assert base.allowed, (decision.reasons, base.reasons)
     assert base.effective == decision.effective
     assert base.cost == decision.cost
-    assert keys is not None and base_keys is not None
+    assert keys is not None
+    assert base_keys is not None
     assert len(keys.columns) >= len(base_keys.columns)
     base_columns = {c.name: c for c in base_keys.columns}
     for column in keys.columns:
@@ -309,13 +310,15 @@ def test_allowed_decisions_stay_inside_their_agreement(
     for request, now in asked:
         decision = decide_with_keys(request, policy, now)[0]
         if not decision.allowed:
-            assert decision.effective is None and decision.charges == ()
+            assert decision.effective is None
+            assert decision.charges == ()
             continue
         agreement = next(a for a in document.agreements if a.id == decision.agreement_id)
         assert request.partner_id in agreement.partners
         assert agreement.valid_from <= now.date() <= agreement.valid_until  # never expired
         effective = decision.effective
-        assert effective is not None and decision.cost is not None
+        assert effective is not None
+        assert decision.cost is not None
         assert set(effective.measures) <= set(agreement.measures)
         assert effective.purpose in agreement.purposes
         assert set(effective.filters) <= set(agreement.filters)
@@ -329,7 +332,8 @@ def test_allowed_decisions_stay_inside_their_agreement(
             name, grain = split_group(item)
             rule = agreement.dimensions[name]  # KeyError = a dimension outside the agreement
             if rule.level is not None:
-                assert grain is not None and area_level(grain) <= rule.level
+                assert grain is not None
+                assert area_level(grain) <= rule.level
             if rule.period == "month":
                 assert grain == "month"
             if rule.groups is not None:

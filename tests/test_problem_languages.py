@@ -32,7 +32,8 @@ def msgstr(language: str, msgid: str) -> str:
     path = i18n.LOCALES / language / "LC_MESSAGES" / "messages.po"
     with path.open("rb") as po:
         message = read_po(po, locale=language).get(msgid)
-    assert message is not None and message.string, f"{language} lacks {msgid!r}"
+    assert message is not None, f"{language} lacks {msgid!r}"
+    assert message.string, f"{language} lacks {msgid!r}"
     assert isinstance(message.string, str)
     return message.string
 
@@ -210,7 +211,8 @@ def test_numbers_are_written_for_the_reader(
     english = problem(too_large(client, agency, node), 413)["detail"]
     french = problem(too_large(client, {**agency, "Accept-Language": "fr"}, node), 413)["detail"]
     assert str(limit) in english
-    assert str(limit) not in french and format_decimal(limit, locale="fr") in french
+    assert str(limit) not in french
+    assert format_decimal(limit, locale="fr") in french
 
 
 def test_the_unknown_field_cap_holds_in_every_language(

@@ -29,7 +29,8 @@ def test_json_push_is_stored_and_read_back(
     response = client.post(PUSH, json={"rows": rows}, headers=agency)
     assert response.status_code == 201, response.text
     receipt = response.json()
-    assert receipt["rows"] == len(rows) and receipt["superseded_rows"] == 0
+    assert receipt["rows"] == len(rows)
+    assert receipt["superseded_rows"] == 0
     assert stored_counts(node) == (1, len(rows))
     detail = client.get(f"/v1/reports/{receipt['report_id']}", headers=agency).json()
     assert {r["area"] for r in detail["stored_rows"]} == {"XA-P1-D1", "XA-P2-D3"}
@@ -86,7 +87,8 @@ def test_idempotency_key_replays_and_refuses_a_different_body(
 def test_dry_run_stores_nothing(client: TestClient, agency: dict[str, str], node: Node) -> None:
     response = client.post(PUSH + "?dry_run=true", json={"rows": weekly_rows()}, headers=agency)
     assert response.status_code == 200
-    assert response.json()["dry_run"] is True and response.json()["rows"] == 8
+    assert response.json()["dry_run"] is True
+    assert response.json()["rows"] == 8
     assert stored_counts(node) == (0, 0)
 
 
@@ -164,7 +166,8 @@ def test_line_list_derives_the_week_from_the_report_date(
     table = cell_tables["line_list@1"]
     with node.engine.connect() as conn:
         week, onset = conn.execute(select(table.c.week, table.c.onset_date)).one()
-    assert week == "2026-W01" and onset is None
+    assert week == "2026-W01"
+    assert onset is None
 
 
 @pytest.mark.parametrize(
@@ -218,7 +221,8 @@ def test_row_errors_speak_the_language_asked_for(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["content-language"] == language
     problem = response.json()
-    assert problem["detail"].startswith(summary) and cases in problem["detail"]
+    assert problem["detail"].startswith(summary)
+    assert cases in problem["detail"]
     assert problem["errors"] == [
         {"row": 3, "field": "cases", "value": "-1", "code": "negative_count", "detail": cases},
         {"row": 3, "field": "sex", "value": "x", "code": "not_in_codelist", "detail": sex},

@@ -30,7 +30,9 @@ def exact_of(node: Node, partner: str = "XB", **query: Any) -> tuple[dict[str, A
     fields.update(query)
     request = ReleaseRequest(partner, ReleaseQuery.model_validate(fields))
     decision, keys = decide_with_keys(request, node.policy, NOW)
-    assert decision.allowed and keys is not None and decision.effective is not None
+    assert decision.allowed
+    assert keys is not None
+    assert decision.effective is not None
     with reading(node.engine) as conn:
         return aggregates.exact(conn, keys, decision.effective.measures), keys
 
@@ -49,7 +51,8 @@ def test_districts_roll_up_and_zero_cells_are_present(node: Node) -> None:
         until="2026-W08",
     )
     area, week = keys.axes
-    assert area.keys == ("XA-P1", "XA-P2", "XA-P3") and len(week.keys) == 8
+    assert area.keys == ("XA-P1", "XA-P2", "XA-P3")
+    assert len(week.keys) == 8
     expected = Counter[tuple[str, str]]()
     for row in [*ROWS, {"area": "XA-P1-D1", "week": "2026-W02", "cases": 10 - 3}]:
         code = str(row["area"])

@@ -23,7 +23,8 @@ def space(policy: NodePolicy, partner: str = "XB", **query: object) -> KeySpace:
     request = ReleaseRequest(partner, ReleaseQuery.model_validate(fields))
     decision, keys = decide_with_keys(request, policy, NOW)
     assert decision.allowed, decision.reasons
-    assert keys is not None and keys.size == decision.cells
+    assert keys is not None
+    assert keys.size == decision.cells
     return keys
 
 
@@ -95,6 +96,7 @@ def test_coded_filters_on_dimensions_not_grouped_go_to_sql(policy: NodePolicy) -
 
 def test_totals_are_a_single_cell(policy: NodePolicy) -> None:
     keys = space(policy, since="2026-W01", until="2026-W02")
-    assert keys.axes == () and keys.size == 1
+    assert keys.axes == ()
+    assert keys.size == 1
     flat = keys.locate(2, [["XA-P1-D1", "XA-P4-D1"]])
     assert np.array_equal(flat, [0, -1])

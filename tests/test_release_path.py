@@ -53,8 +53,10 @@ def test_a_release_covers_every_key_with_noise_accuracy_and_cost(node: Node) -> 
     seeded(node)
     made = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     document = made.as_document()
-    assert document["node_id"] == "XA" and document["partner_id"] == "XB"
-    assert document["schema"] == "weekly_epi@1" and document["cached"] is False
+    assert document["node_id"] == "XA"
+    assert document["partner_id"] == "XB"
+    assert document["schema"] == "weekly_epi@1"
+    assert document["cached"] is False
     assert document["query"]["group_by"] == ["area:adm1", "week:week"]
     assert document["policy_hash"] == node.policy.hash
     assert document["epsilon_spent"] == document["release_epsilon"] == 0.5
@@ -94,9 +96,13 @@ def test_every_release_is_stored_with_what_made_it(node: Node) -> None:
     made = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     with node.engine.connect() as conn:
         row = conn.execute(select(release_rows).where(release_rows.c.id == made.id)).one()
-    assert row.status == "released" and row.released_at == NOW and row.created_at == NOW
-    assert row.policy_hash == node.policy.hash and row.agreement_id == "XB-epi-2026"
-    assert row.epsilon_micro == 500_000 and row.mechanism == "laplace"
+    assert row.status == "released"
+    assert row.released_at == NOW
+    assert row.created_at == NOW
+    assert row.policy_hash == node.policy.hash
+    assert row.agreement_id == "XB-epi-2026"
+    assert row.epsilon_micro == 500_000
+    assert row.mechanism == "laplace"
     assert json.loads(row.query)["until"] == "2026-W09"
     assert json.loads(row.decision)["rule"] == "agreement XB-epi-2026"
     noise = {n["measure"]: n for n in json.loads(row.noise)}
@@ -113,9 +119,11 @@ def test_asking_again_returns_the_stored_release_and_charges_nothing(node: Node)
     again = pipeline.release(
         node, partner_id="XB", query=QUERY.model_copy(update={"purpose": "preparedness"}), now=NOW
     ).as_document()
-    assert again["cached"] is True and again["release_id"] == first["release_id"]
+    assert again["cached"] is True
+    assert again["release_id"] == first["release_id"]
     assert again["cells"] == first["cells"]  # the same noise: nothing to average away
-    assert again["epsilon_spent"] == 0.0 and again["budget_left"] == first["budget_left"]
+    assert again["epsilon_spent"] == 0.0
+    assert again["budget_left"] == first["budget_left"]
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
     outcomes = [(e["outcome"], e["resource"]) for e in release_audit(node)]
     release = f"release:{first['release_id']}"
@@ -129,7 +137,8 @@ def test_new_data_makes_it_a_new_query(node: Node) -> None:
     first = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     push(node, token, "weekly_epi@1", weekly(("XA-P1-D1",), range(2, 3), cases=90))
     second = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
-    assert not second.cached and second.id != first.id
+    assert not second.cached
+    assert second.id != first.id
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 1_000_000
 
 
@@ -152,7 +161,8 @@ def test_a_denial_is_audited_and_charges_nothing(node: Node) -> None:
         "partner:XB",
         "schema:weekly_epi@1",
     )
-    assert entry["reason"] == str(error) and entry["policy_hash"] == node.policy.hash
+    assert entry["reason"] == str(error)
+    assert entry["policy_hash"] == node.policy.hash
     assert entry["request_digest"].startswith("sha256:")
     assert ledger_spent(node) == {}
 
@@ -241,20 +251,24 @@ def test_check_spends_nothing_and_shows_the_budget(node: Node) -> None:
     decision = pipeline.check(
         node, partner_id="XB", query=QUERY.model_copy(update={"since": "2026-W02"}), now=NOW
     )
-    assert decision.allowed and decision.budget is not None and decision.budget.sufficient
+    assert decision.allowed
+    assert decision.budget is not None
+    assert decision.budget.sufficient
     summary = decision.summary()
     assert [(b["left"], b["left_after"]) for b in summary["budget"]] == [(9.5, 9.0), (19.5, 19.0)]
     assert summary["cost"]["epsilon"] == 0.5
     assert ledger_spent(node)[("XB", "weekly_epi@1")] == 500_000
     denied = pipeline.check(node, partner_id="XD", query=QUERY, now=NOW)
-    assert not denied.allowed and denied.budget is None
+    assert not denied.allowed
+    assert denied.budget is None
 
 
 def test_check_says_when_a_stored_release_answers_for_free(node: Node) -> None:
     seeded(node)
     made = pipeline.release(node, partner_id="XB", query=QUERY, now=NOW)
     decision = pipeline.check(node, partner_id="XB", query=QUERY, now=NOW)
-    assert decision.budget is not None and decision.budget.cached_release == made.id
+    assert decision.budget is not None
+    assert decision.budget.cached_release == made.id
     assert [line["left_after"] for line in decision.summary()["budget"]] == [9.5, 19.5]
 
 
@@ -299,7 +313,8 @@ def test_a_partner_sees_nothing_of_what_other_partners_spent(node: Node) -> None
     refusal = caught.value
     assert refusal.line.charge.scope == "global"  # the operator still sees which account
     assert "budget_left" not in refusal.problem_extra
-    assert "left" not in str(refusal) and "shared by all partners" in str(refusal)
+    assert "left" not in str(refusal)
+    assert "shared by all partners" in str(refusal)
 
 
 def test_identical_concurrent_requests_are_charged_once_and_share_one_release(
@@ -330,7 +345,8 @@ def test_identical_concurrent_requests_are_charged_once_and_share_one_release(
     with node.engine.connect() as conn:
         assert conn.execute(select(release_rows.c.status)).scalars().all() == ["released"]
     outcomes = [e["outcome"] for e in release_audit(node)]
-    assert len(outcomes) == requests and outcomes.count("allowed") == 1  # the rest: repeats
+    assert len(outcomes) == requests
+    assert outcomes.count("allowed") == 1
 
 
 def test_an_identical_request_waits_then_is_told_to_ask_again(

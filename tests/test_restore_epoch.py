@@ -74,7 +74,8 @@ def test_a_restore_without_an_export_starts_a_signed_new_epoch(
     done = backup.restore(
         tmp_path / "b", settings, export=None, actor="operator", now=now(), new_epoch=True
     )
-    assert not done.missing and done.epoch is not None
+    assert not done.missing
+    assert done.epoch is not None
     assert [(b, a) for _what, b, a in done.raised] == [(300, 500)]  # budget is not lost
 
     fields = check_signed(public_key, done.epoch.to_json())
@@ -99,14 +100,16 @@ def test_a_restore_without_an_export_starts_a_signed_new_epoch(
     with TestClient(create_app(settings, node=node)) as client:
         answer = client.get("/v1/audit/checkpoint", headers=auditor).json()
     [shown] = answer["epochs"]
-    assert check_signed(public_key, shown) == fields and shown["entries_lost"] > 0
+    assert check_signed(public_key, shown) == fields
+    assert shown["entries_lost"] > 0
     entries = stored_entries(node.engine)
     seq = fields["restored_tree_size"]
     assert entries[seq]["action"] == "audit.epoch"
     assert done.epoch.digest in entries[seq]["reason"]
     assert hashlib.sha256(done.epoch.body).hexdigest() in entries[seq]["reason"]
     restore = [e for e in entries if e["action"] == "node.restore"]
-    assert restore[0]["seq"] == seq + 1 and "new epoch" in restore[0]["reason"]
+    assert restore[0]["seq"] == seq + 1
+    assert "new epoch" in restore[0]["reason"]
     add_entries(node.engine, 2, tag="after")
     export = export_to(node, tmp_path / "after.jsonl")
     result = verifier.verify_export_file(export, public_key, None)
@@ -126,10 +129,12 @@ def test_the_cli_declares_a_new_epoch(settings: NodeSettings, tmp_path: Path) ->
     runner = CliRunner()
     directory = str(settings.directory)
     refused = runner.invoke(app, ["restore", str(tmp_path / "b"), directory])
-    assert refused.exit_code == 1 and "--new-epoch" in refused.output
+    assert refused.exit_code == 1
+    assert "--new-epoch" in refused.output
     done = runner.invoke(app, ["restore", str(tmp_path / "b"), directory, "--new-epoch"])
     assert done.exit_code == 0, done.output
-    assert "New epoch of the audit log" in done.output and "lost for good" in done.output
+    assert "New epoch of the audit log" in done.output
+    assert "lost for good" in done.output
     Node.open(settings).close()
 
 
@@ -197,21 +202,27 @@ def test_a_witness_that_held_the_lost_checkpoint_accepts_the_declared_gap(
     assert fields["abandoned_tree_size"] == held
 
     result = see(w, public_key, document, proof_from=held)
-    assert result.verdict == "epoch" and not result.flagged
+    assert result.verdict == "epoch"
+    assert not result.flagged
     assert witness.flagged_peers(w.engine) == []
     [gap] = witness.declared_epochs(w.engine)
-    assert gap.peer_id == "XA" and f"({fields['entries_lost']}) were lost" in gap.reason
+    assert gap.peer_id == "XA"
+    assert f"({fields['entries_lost']}) were lost" in gap.reason
     shown = status.summary(w.engine, now=now())["peer_epochs"]
-    assert shown[0]["peer_id"] == "XA" and "new epoch declared" in shown[0]["reason"]
+    assert shown[0]["peer_id"] == "XA"
+    assert "new epoch declared" in shown[0]["reason"]
     recorded = [e for e in stored_entries(w.engine) if e["action"] == "peer.epoch"]
-    assert len(recorded) == 1 and recorded[0]["partner"] == "XA"
+    assert len(recorded) == 1
+    assert recorded[0]["partner"] == "XA"
     listed = CliRunner().invoke(app, ["peer", "list", str(tmp_path / "w")], env={"COLUMNS": "200"})
-    assert listed.exit_code == 0 and "peer XA declared a new epoch" in listed.output
+    assert listed.exit_code == 0
+    assert "peer XA declared a new epoch" in listed.output
 
     add_entries(a.engine, 3, tag="next")  # the new epoch grows: witnessed as usual from here
     checkpoint_store.sign(a.engine, a.key.private_key, now=now())
     since = witness.last_accepted(w.engine, "XA")
-    assert since is not None and since.checkpoint.tree_size < held
+    assert since is not None
+    assert since.checkpoint.tree_size < held
     document = witnessing.checkpoint_document(a, since.checkpoint.tree_size)
     later = see(w, public_key, document, proof_from=since.checkpoint.tree_size)
     assert later.verdict == "consistent"

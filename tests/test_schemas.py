@@ -86,7 +86,8 @@ def test_gazetteer_rolls_up_and_refuses_broken_trees() -> None:
 def test_gazetteer_csv_round_trip_and_iso3166() -> None:
     assert Gazetteer.from_csv_text(GAZETTEER.to_csv_text()) == GAZETTEER
     haiti = Gazetteer.from_iso3166("HT")
-    assert haiti.root.code == "HT" and "HT-OU" in haiti.codes
+    assert haiti.root.code == "HT"
+    assert "HT-OU" in haiti.codes
 
 
 def test_every_label_is_in_four_languages() -> None:
@@ -178,7 +179,8 @@ def test_one_bad_value_is_reported_with_its_row_and_field(
     assert caught.value.total == 1
     error = caught.value.errors[0]
     assert (error.row, error.field) == (index + 1, field)
-    assert error.code in ROW_MESSAGES and "{" not in error.reason
+    assert error.code in ROW_MESSAGES
+    assert "{" not in error.reason
 
 
 def test_a_cell_stated_twice_is_refused() -> None:

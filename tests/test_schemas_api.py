@@ -45,10 +45,8 @@ def test_schema_detail_in_arabic_with_json_schema(client: TestClient) -> None:
     groups = next(d for d in detail["dimensions"] if d["name"] == "population_group")
     assert {"code": "idp", "label": "النازحون داخليا"} in groups["codes"]
     measures = {m["name"]: m for m in detail["measures"]}
-    assert (
-        measures["people_in_need"]["kind"] == "stock"
-        and measures["people_in_need"]["hxl"] == "#inneed"
-    )
+    assert measures["people_in_need"]["kind"] == "stock"
+    assert measures["people_in_need"]["hxl"] == "#inneed"
     row = detail["json_schema"]["properties"]
     assert "XA-P1-D1" in row["area"]["enum"]  # the node's own gazetteer
     assert row["people_affected"] == {**row["people_affected"], "type": "integer", "minimum": 0}
@@ -57,14 +55,16 @@ def test_schema_detail_in_arabic_with_json_schema(client: TestClient) -> None:
 def test_line_list_exposes_the_derived_week_as_a_dimension(client: TestClient) -> None:
     detail = client.get("/v1/schemas/line_list@1").json()
     names = [d["name"] for d in detail["dimensions"]]
-    assert "week" in names and "case_id" not in names
+    assert "week" in names
+    assert "case_id" not in names
     assert all(m["contribution_bound"] == 1 for m in detail["measures"])
 
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")  # without a token: ready or not, nothing more
-    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
 
 
 def test_openapi_documents_problem_responses(client: TestClient) -> None:

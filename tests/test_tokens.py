@@ -63,7 +63,8 @@ def test_an_expired_token_is_refused_with_a_401_and_audited(client: TestClient, 
     assert response.headers["content-type"] == "application/problem+json"
     assert "expired" in response.json()["detail"]
     failed = [e for e in stored_entries(node.engine) if e["action"] == "auth.failed"]
-    assert failed[-1]["actor"] == "token:auditor-old" and "expired" in failed[-1]["reason"]
+    assert failed[-1]["actor"] == "token:auditor-old"
+    assert "expired" in failed[-1]["reason"]
 
 
 def test_a_token_works_until_it_expires(node: Node) -> None:
@@ -74,7 +75,8 @@ def test_a_token_works_until_it_expires(node: Node) -> None:
     assert tokens.authenticate(node.engine, secret, now=T0 + dt.timedelta(hours=11)).name == "a"
     with pytest.raises(tokens.ExpiredTokenError) as caught:
         tokens.authenticate(node.engine, secret, now=T0 + dt.timedelta(hours=12))
-    assert caught.value.token is not None and caught.value.token.name == "a"
+    assert caught.value.token is not None
+    assert caught.value.token.name == "a"
 
 
 def test_last_use_is_written_at_most_once_a_minute(node: Node) -> None:
@@ -94,7 +96,9 @@ def test_a_rotated_secret_works_through_its_grace_period_only(node: Node) -> Non
     rotated, new = tokens.rotate_token(
         node.engine, name="moh", grace=dt.timedelta(days=7), now=T0, actor="operator:ops"
     )
-    assert new != old and rotated.schemas == ("weekly_epi@1",) and rotated.role == "agency"
+    assert new != old
+    assert rotated.schemas == ("weekly_epi@1",)
+    assert rotated.role == "agency"
     assert rotated.previous_expires_at == T0 + dt.timedelta(days=7)
     for secret in (old, new):
         assert tokens.authenticate(node.engine, secret, now=T0 + dt.timedelta(days=6)).name == "moh"
@@ -102,8 +106,10 @@ def test_a_rotated_secret_works_through_its_grace_period_only(node: Node) -> Non
         tokens.authenticate(node.engine, old, now=T0 + dt.timedelta(days=7))
     assert tokens.authenticate(node.engine, new, now=T0 + dt.timedelta(days=8)).name == "moh"
     (entry,) = [e for e in stored_entries(node.engine) if e["action"] == "token.rotate"]
-    assert entry["actor"] == "operator:ops" and "7 day(s)" in entry["reason"]
-    assert old not in json.dumps(entry) and new not in json.dumps(entry)
+    assert entry["actor"] == "operator:ops"
+    assert "7 day(s)" in entry["reason"]
+    assert old not in json.dumps(entry)
+    assert new not in json.dumps(entry)
 
 
 def test_a_rotation_without_grace_ends_the_old_secret_at_once(node: Node) -> None:
@@ -142,21 +148,26 @@ def test_the_cli_creates_expiring_tokens_rotates_them_and_lists_their_state(
     nonsense = runner.invoke(
         cli, ["token", "create", directory, "--name", "x", "--role", "auditor", "--expires", "soon"]
     )
-    assert nonsense.exit_code == 1 and "12h, 90d or 2w" in nonsense.output
+    assert nonsense.exit_code == 1
+    assert "12h, 90d or 2w" in nonsense.output
     rotated = runner.invoke(cli, ["token", "rotate", directory, "audit", "--grace", "7d"])
     assert rotated.exit_code == 0, rotated.output
     old = re.search(r"xt_\S+", made.output)
     new = re.search(r"xt_\S+", rotated.output)
-    assert old and new and old.group() != new.group()
+    assert old
+    assert new
+    assert old.group() != new.group()
     (listed,) = json.loads(runner.invoke(cli, ["token", "list", directory, "--json"]).output)
     created = dt.datetime.fromisoformat(listed["created_at"])
     assert dt.datetime.fromisoformat(listed["expires_at"]) - created == dt.timedelta(days=90)
-    assert listed["state"] == "active" and listed["rotated_at"]
+    assert listed["state"] == "active"
+    assert listed["rotated_at"]
     valid_until = dt.datetime.fromisoformat(listed["previous_secret_valid_until"])
     assert valid_until - dt.datetime.fromisoformat(listed["rotated_at"]) == dt.timedelta(days=7)
     assert listed["last_used_at"] is None
     table = runner.invoke(cli, ["token", "list", directory]).output
-    assert "old secret valid until" in table and "never" in table
+    assert "old secret valid until" in table
+    assert "never" in table
 
 
 def test_migration_0007_keeps_existing_tokens_and_policies(database_url: str) -> None:
@@ -181,10 +192,13 @@ def test_migration_0007_keeps_existing_tokens_and_policies(database_url: str) ->
             )
         migrate.upgrade(engine, "0007")
         record = tokens.authenticate(engine, "xt_old", now=T0 + dt.timedelta(days=999))
-        assert record.name == "old" and record.expires_at is None
+        assert record.name == "old"
+        assert record.expires_at is None
         assert tokens.list_all(engine)[0].last_used_at == T0 + dt.timedelta(days=999)
         stored = policy_loads.active(engine)
-        assert stored is not None and stored.document is None and stored.hash == "sha256:00"
+        assert stored is not None
+        assert stored.document is None
+        assert stored.hash == "sha256:00"
         with engine.begin() as conn:
             config = migrate._config()
             config.attributes["connection"] = conn

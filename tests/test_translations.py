@@ -59,7 +59,8 @@ def test_a_fuzzy_or_empty_message_is_caught(tmp_path: Path) -> None:
     po = tmp_path / "messages.po"
     po.write_text('msgid ""\nmsgstr ""\n\n#, fuzzy\nmsgid "a {field}"\nmsgstr ""\n')
     (message,) = (m for m in load(po, "fr") if m.id)
-    assert message.fuzzy and not message.string
+    assert message.fuzzy
+    assert not message.string
 
 
 SAMPLE = RowError(
@@ -94,7 +95,8 @@ def test_every_code_reads_in_every_language(code: str, language: Language) -> No
     from schemas.standard import WEEKLY_EPI
 
     sentence = i18n.row_detail(replace(SAMPLE, code=code), language, WEEKLY_EPI)
-    assert "{" not in sentence and "}" not in sentence
+    assert "{" not in sentence
+    assert "}" not in sentence
     if language != "en":
         assert sentence != i18n.row_detail(replace(SAMPLE, code=code), "en", WEEKLY_EPI)
     if "{field}" in ROW_MESSAGES[code]:
@@ -108,7 +110,8 @@ def test_catalogs_ship_with_the_package() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     data = project["tool"]["setuptools"]["package-data"]["*"]
-    assert "*.po" in data and "*.pot" in data
+    assert "*.po" in data
+    assert "*.pot" in data
     assert any(d.startswith("babel") for d in project["project"]["dependencies"])
 
 
@@ -139,7 +142,8 @@ NUMERIC = {"declared", "limit", "byte", "columns", "fields", "line", "column", "
 def test_every_problem_sentence_reads_in_every_language(code: str, language: Language) -> None:
     message = _sample(code)
     sentence = i18n.sentence(message, language)
-    assert "{" not in sentence.replace("{}", "") and sentence != message.english()
+    assert "{" not in sentence.replace("{}", "")
+    assert sentence != message.english()
     assert sentence.count("X-1") == message.english().count("X-1")
 
 
@@ -155,7 +159,8 @@ def test_a_message_refuses_params_its_sentence_does_not_take() -> None:
 def test_an_error_with_a_message_is_the_english_sentence() -> None:
     error = InvalidInputError.coded("csv_not_utf8", byte=12_345)
     assert str(error) == "the CSV is not UTF-8 (byte 12345 is invalid)"
-    assert error.message is not None and error.message.code == "csv_not_utf8"
+    assert error.message is not None
+    assert error.message.code == "csv_not_utf8"
     assert dict(InvalidInputError("plain").problem_extra) == {}
 
 

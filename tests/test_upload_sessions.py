@@ -83,7 +83,8 @@ def test_parts_sent_out_of_order_make_one_report_of_the_whole_file(
         put(client, agency, upload_id, n, parts[n - 1])
     status = client.get(f"{UPLOADS}/{upload_id}", headers=agency).json()
     assert [p["number"] for p in status["parts"]] == [1, 2, 3]
-    assert status["bytes"] == len(data) and status["state"] == "open"
+    assert status["bytes"] == len(data)
+    assert status["state"] == "open"
 
     commit = client.post(
         f"{UPLOADS}/{upload_id}/commit",
@@ -233,7 +234,8 @@ def test_a_commit_checks_the_parts_and_digest_the_client_states(
     put(client, agency, upload_id, 1, a)
     put(client, agency, upload_id, 3, c)
     gap = client.post(f"{UPLOADS}/{upload_id}/commit", headers=agency)
-    assert gap.status_code == 422 and "part(s) 2 missing" in gap.json()["detail"]
+    assert gap.status_code == 422
+    assert "part(s) 2 missing" in gap.json()["detail"]
     put(client, agency, upload_id, 2, b)
     short = client.post(f"{UPLOADS}/{upload_id}/commit", json={"parts": 4}, headers=agency)
     assert "part(s) 4 missing" in short.json()["detail"]
@@ -254,7 +256,8 @@ def test_a_second_commit_answers_with_the_same_report_and_parts_are_closed(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["report_id"] == first.json()["report_id"]
     late = client.put(f"{UPLOADS}/{upload_id}/parts/2", content=b"x", headers=agency)
-    assert late.status_code == 409 and "committed as report" in late.json()["detail"]
+    assert late.status_code == 409
+    assert "committed as report" in late.json()["detail"]
     assert client.delete(f"{UPLOADS}/{upload_id}", headers=agency).status_code == 409
     assert stored_counts(node) == (1, 8)
 
@@ -265,7 +268,8 @@ def test_a_dry_run_commit_stores_nothing_and_keeps_the_upload_open(
     upload_id = open_upload(client, agency)
     put(client, agency, upload_id, 1, as_csv(weekly_rows()).encode())
     preview = client.post(f"{UPLOADS}/{upload_id}/commit?dry_run=true", headers=agency)
-    assert preview.status_code == 200 and preview.json()["dry_run"] is True
+    assert preview.status_code == 200
+    assert preview.json()["dry_run"] is True
     assert stored_counts(node) == (0, 0)
     assert client.get(f"{UPLOADS}/{upload_id}", headers=agency).json()["state"] == "open"
 
@@ -281,7 +285,8 @@ def test_the_same_key_resumes_the_upload_with_the_parts_it_holds(
     assert again.json()["upload_id"] == first.json()["upload_id"]
     assert [p["number"] for p in again.json()["parts"]] == [1]
     other = client.post(UPLOADS, json={**CSV, "media_type": "application/x-ndjson"}, headers=key)
-    assert other.status_code == 422 and "use a new key" in other.json()["detail"]
+    assert other.status_code == 422
+    assert "use a new key" in other.json()["detail"]
 
 
 def test_uploads_belong_to_the_token_that_opened_them(
@@ -385,7 +390,8 @@ def test_an_interrupted_push_resumes_without_sending_held_parts_again(
     again = push_file(
         client, token=agency_secret, schema_id="weekly_epi@1", path=path, chunk_rows=10
     )
-    assert again.replayed and again.receipt["report_id"] == resumed.receipt["report_id"]
+    assert again.replayed
+    assert again.receipt["report_id"] == resumed.receipt["report_id"]
     assert stored_counts(node) == (1, 40)
 
 

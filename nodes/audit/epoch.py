@@ -107,7 +107,8 @@ def parse(obj: object) -> EpochStatement:
         body = str(obj["statement"]).encode()
         signature = base64.b64decode(str(obj["signature"]), validate=True)
         fields = json.loads(body)
-        assert isinstance(fields, dict) and fields.keys() == _FIELDS
+        assert isinstance(fields, dict)
+        assert fields.keys() == _FIELDS
         assert fields["type"] == STATEMENT_TYPE
         for name in ("abandoned_tree_size", "restored_tree_size", "entries_lost"):
             check_count(name, fields[name])

@@ -121,7 +121,8 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
     if not decision.allowed or space is None:
         _refuse(node, decision, PolicyDeniedError(decision), now)
     effective, cost = decision.effective, decision.cost
-    assert effective is not None and cost is not None
+    assert effective is not None
+    assert cost is not None
     deadline = time.monotonic() + IN_FLIGHT_WAIT
     while True:
         if time.monotonic() > deadline:
@@ -197,7 +198,8 @@ def _draw(
     privacy is spent from here on, whatever happens next; on failure the release gives
     up its slot (it stays charged) so that the question can be asked again."""
     effective, cost = decision.effective, decision.cost
-    assert effective is not None and cost is not None
+    assert effective is not None
+    assert cost is not None
     try:
         values = _published(decision, privacy.noisy(cost, exact))
         with writing(node.engine) as conn:

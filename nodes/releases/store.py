@@ -62,7 +62,8 @@ def insert_reserved(
     On PostgreSQL an insert that meets a slot claimed by a transaction not yet committed
     waits for it to end; on SQLite writers are serialized anyway.
     """
-    assert decision.effective is not None and decision.cost is not None
+    assert decision.effective is not None
+    assert decision.cost is not None
     assert decision.agreement_id is not None
     noise = [c.model_dump(mode="json") for c in decision.cost.measures]
     insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
