@@ -47,7 +47,7 @@ from sqlalchemy import (
 
 from nodes.audit.checkpoint import sign_checkpoint
 from nodes.audit.entry import encode_entry, prev_for
-from nodes.audit.export import build_export
+from nodes.audit.export_format import build_export
 from nodes.audit.log import append
 from nodes.audit.merkle import MerkleTree, leaf_hash
 from nodes.audit.verifier import verify_export, verify_export_file

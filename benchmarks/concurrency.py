@@ -35,7 +35,7 @@ from nodes.database import make_engine
 from nodes.directory import init_node, sample_gazetteer
 from nodes.node import Node
 from nodes.settings import NodeSettings
-from tests.servers import free_port, kill_hard, start_server
+from tests.servers import kill_hard, start_server
 
 CLIENTS = 8
 ROWS = 100
@@ -122,8 +122,7 @@ def measure(
     """Reports/s, p50 and p99 in milliseconds, and failed pushes, over ``seconds``."""
     secret = issue_secret(settings)
     areas = districts()
-    port = free_port()
-    server = start_server(settings.directory, port, workers=workers)
+    server, port = start_server(settings.directory, workers=workers)
     latencies: list[float] = []
     failures = [0]
     lock = threading.Lock()

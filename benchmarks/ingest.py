@@ -33,7 +33,7 @@ from nodes.database import make_engine
 from nodes.directory import init_node, sample_gazetteer
 from nodes.node import Node
 from nodes.tables import cell_tables
-from tests.servers import free_port, kill_hard, start_server
+from tests.servers import kill_hard, start_server
 
 HEADER = ["area", "week", "age_band", "sex", "cases", "deaths", "admissions", "tests"]
 AGE_BANDS = ["0-4", "5-14", "15-24", "25-44", "45-64", "65+", "unknown"]
@@ -138,8 +138,7 @@ def push_rate(path: Path, schema_root: Path, label: str) -> tuple[float, float]:
         now=dt.datetime.now(dt.UTC),
     )
     node.close()
-    port = free_port()
-    server = start_server(node_dir, port)
+    server, port = start_server(node_dir)
     try:
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
             started = time.perf_counter()

@@ -63,7 +63,7 @@ from nodes.settings import NodeSettings
 from policies.decision import ReleaseRequest, decide_with_keys
 from policies.query import ReleaseQuery
 from schemas.periods import week_of
-from tests.servers import free_port, kill_hard, start_python
+from tests.servers import kill_hard, start_python, unused_port
 
 PROVINCES, WEEKS = 50, 20  # admin level 1 x weeks = 1,000 cells
 POLICY = """\
@@ -141,7 +141,7 @@ def serve(directory: Path, port: int) -> None:
                 dt.datetime.now(dt.UTC),
             )
             assert space is not None
-            assert decision.effective is not None
+            assert decision.allowed, decision.sentence
             with reading(node.engine) as conn:
                 first = conn.execute(select(release_rows.c.id).order_by(release_rows.c.id)).scalar()
                 template = store.get(conn, int(first or 0))
@@ -303,7 +303,7 @@ def main() -> None:
         serve(args.serve, args.port)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
-    port = free_port()
+    port = unused_port()  # stated in the node's settings, so known before it starts
     xa_settings, xb_settings, secret = setup(work, port)
     server = start_bench_server(xa_settings.directory, port)
     xb = Node.open(xb_settings)

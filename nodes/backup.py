@@ -290,7 +290,7 @@ def restore(
         missing = ""
         declared = None
         if held is not None and size < held.checkpoint.tree_size and new_epoch:
-            verify_checkpoint(keys[held.checkpoint.key_id], held)  # the gap names a real one
+            verify_checkpoint(held, keys[held.checkpoint.key_id])  # the gap names a real one
             current = load_current(keys_dir)
             declared = epoch.declare(
                 engine,

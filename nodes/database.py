@@ -55,10 +55,6 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 @contextmanager
 def writing(engine: Engine, *, dry_run: bool = False) -> Iterator[Connection]:
     """A write transaction: commits when the block ends, rolls back if it raises.

@@ -53,14 +53,15 @@ class Node:
         refuses to start); a node opened that way must not serve.
         """
         engine = make_engine(settings.database)
-        if upgrade:
-            migrate.upgrade(engine)
-        if check_audit:
-            # Refuses to serve a log that was cut short or rewritten (LogIntegrityError).
-            open_log(engine, node_id=settings.node_id, keys_dir=settings.keys_dir)
-        gazetteer = Gazetteer.from_csv_text(settings.gazetteer_file.read_text(encoding="utf-8"))
-        registry = SchemaRegistry()
-        try:  # an invalid policy stops the node, naming file, place and reason
+        try:  # a node that refuses to start leaves no connection open behind it
+            if upgrade:
+                migrate.upgrade(engine)
+            if check_audit:
+                # Refuses to serve a log that was cut short or rewritten (LogIntegrityError).
+                open_log(engine, node_id=settings.node_id, keys_dir=settings.keys_dir)
+            gazetteer = Gazetteer.from_csv_text(settings.gazetteer_file.read_text(encoding="utf-8"))
+            registry = SchemaRegistry()
+            # An invalid policy stops the node, naming file, place and reason.
             policy, row_hash = _startup_policy(
                 engine, settings, gazetteer, registry, record=check_audit
             )

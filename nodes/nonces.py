@@ -17,9 +17,9 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import IntegrityError
 
+from nodes.access import AuthenticationError
 from nodes.database import writing
 from nodes.federation_tables import NONCE_MAX, nonces
-from schemas.errors import AuthenticationError
 
 
 class ReplayedNonceError(AuthenticationError):
@@ -47,9 +47,3 @@ def record(engine: Engine, *, key_id: str, nonce: str, expires_at: datetime, now
         raise ReplayedNonceError(
             "this signature nonce was used before: sign each request anew"
         ) from None
-
-
-def prune(engine: Engine, *, now: datetime) -> int:
-    """Delete nonces that can no longer be replayed; return how many went."""
-    with writing(engine) as conn:
-        return conn.execute(delete(nonces).where(nonces.c.expires_at < now)).rowcount

@@ -57,19 +57,6 @@ def read_policy_file(settings: NodeSettings) -> str | None:
     return path.read_text(encoding="utf-8") if path.exists() else None
 
 
-def load_node_policy(
-    settings: NodeSettings, *, gazetteer: Gazetteer, registry: SchemaRegistry
-) -> NodePolicy:
-    """The policy in the node's file. Raises PolicyError (ValueError) if it does not validate."""
-    return policy_from_text(
-        read_policy_file(settings),
-        source=str(settings.policy_file),
-        settings=settings,
-        gazetteer=gazetteer,
-        registry=registry,
-    )
-
-
 def validate_file(
     path: Path, *, settings: NodeSettings, gazetteer: Gazetteer, registry: SchemaRegistry
 ) -> NodePolicy:

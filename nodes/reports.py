@@ -44,13 +44,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from nodes.access import ForbiddenError
 from nodes.audit.log import append
 from nodes.audit.vocabulary import Outcome
 from nodes.bulk import insert_rows
 from nodes.database import reading, writing
 from nodes.tables import cell_tables, reports
 from nodes.tokens import TokenRecord
-from schemas.errors import ConflictError, ForbiddenError, NotFoundError
+from schemas.errors import ConflictError, NotFoundError
 from schemas.gazetteer import Gazetteer
 from schemas.model import ReportSchema
 from schemas.validation import Batch

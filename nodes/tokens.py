@@ -22,10 +22,11 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, or_, select, update
 
+from nodes.access import AuthenticationError
 from nodes.audit.log import append
 from nodes.database import reading, writing
 from nodes.tables import tokens
-from schemas.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from schemas.errors import ConflictError, InvalidInputError, NotFoundError
 
 Role = Literal["agency", "auditor", "operator"]
 ROLES: tuple[Role, ...] = ("agency", "auditor", "operator")

@@ -6,17 +6,19 @@ purpose asked for, and no red line forbids any of it. Every decision says why in
 a diplomat can read, naming the rule ("agreement XB-epi-2026 allows admin level 1, the
 request asked for admin level 2"); a denial lists every reason at once.
 
-An allowed decision carries the effective query (defaults filled in, the range clamped by
-the embargo and aligned to whole months), the size of its key set, its privacy cost as
-OpenDP prices it, and the ledger accounts to charge. Pure: no I/O, no clock (``now`` is
-passed in), so it is exhaustively testable.
+A decision is ``Allowed`` or ``Denied``, two types rather than one with optional fields, so
+that code that releases takes an ``Allowed`` and never has to check. An allowed decision
+carries the effective query (defaults filled in, the range clamped by the embargo and
+aligned to whole months), the size of its key set, its privacy cost as OpenDP prices it,
+and the ledger accounts to charge. Pure: no I/O, no clock (``now`` is passed in), so it is
+exhaustively testable.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,22 +40,18 @@ class ReleaseRequest:
     query: ReleaseQuery
 
 
-class Decision(BaseModel):
+class _Verdict(BaseModel):
+    """What every decision says: which rule decided, why, about what."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    allowed: bool
+    allowed: bool  # narrowed to a Literal by each subclass; first in every JSON
     rule: str  # the rule that decided: "agreement XB-epi-2026", "red line ...", "deny by default"
     reasons: tuple[str, ...]
     partner_id: str
     schema_id: str
     policy_hash: str
     requested: ReleaseQuery
-    agreement_id: str | None = None
-    effective: EffectiveQuery | None = None
-    cells: int = 0
-    cost: PrivacyCost | None = None
-    charges: tuple[Charge, ...] = ()
-    suppress_below: int = 0
     budget: BudgetOutlook | None = None  # filled in by the node (`nodes.releases.pipeline.check`)
 
     @property
@@ -61,14 +59,18 @@ class Decision(BaseModel):
         return "; ".join(self.reasons)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready, in ε rather than µε: what ``policy check`` shows, on the CLI or HTTP."""
+        """JSON-ready, in ε rather than µε: what ``policy check`` shows, on the CLI or HTTP.
+
+        One shape for both verdicts: a denial has ``null`` agreement, effective query and
+        cost, and 0 cells."""
+        granted = self if isinstance(self, Allowed) else None
         cost = None
-        if self.cost is not None:
+        if granted is not None:
             cost = {
-                "epsilon": epsilon(self.cost.epsilon_micro),
-                "mechanism": self.cost.mechanism,
-                "delta": self.cost.delta,
-                "confidence": self.cost.confidence,
+                "epsilon": epsilon(granted.cost.epsilon_micro),
+                "mechanism": granted.cost.mechanism,
+                "delta": granted.cost.delta,
+                "confidence": granted.cost.confidence,
                 "measures": [
                     {
                         "measure": c.measure,
@@ -77,7 +79,7 @@ class Decision(BaseModel):
                         "epsilon": epsilon(c.epsilon_micro),
                         "accuracy": c.accuracy,
                     }
-                    for c in self.cost.measures
+                    for c in granted.cost.measures
                 ],
             }
         budget = None
@@ -99,15 +101,36 @@ class Decision(BaseModel):
             "reasons": list(self.reasons),
             "partner_id": self.partner_id,
             "schema_id": self.schema_id,
-            "agreement_id": self.agreement_id,
+            "agreement_id": None if granted is None else granted.agreement_id,
             "policy_hash": self.policy_hash,
             "requested": self.requested.model_dump(mode="json"),
-            "effective": None if self.effective is None else self.effective.model_dump(mode="json"),
-            "cells": self.cells,
+            "effective": None if granted is None else granted.effective.model_dump(mode="json"),
+            "cells": 0 if granted is None else granted.cells,
             "cost": cost,
             "budget": budget,
             "cached_release": None if self.budget is None else self.budget.cached_release,
         }
+
+
+class Allowed(_Verdict):
+    """The policy allows the request: this query, over this many cells, at this cost."""
+
+    allowed: Literal[True] = True
+    agreement_id: str
+    effective: EffectiveQuery
+    cells: int
+    cost: PrivacyCost
+    charges: tuple[Charge, ...]
+    suppress_below: int
+
+
+class Denied(_Verdict):
+    """The policy refuses the request; ``rule`` and ``reasons`` say why."""
+
+    allowed: Literal[False] = False
+
+
+Decision = Allowed | Denied
 
 
 def decide(request: ReleaseRequest, policy: NodePolicy, now: dt.datetime) -> Decision:
@@ -117,7 +140,7 @@ def decide(request: ReleaseRequest, policy: NodePolicy, now: dt.datetime) -> Dec
 
 def decide_with_keys(
     request: ReleaseRequest, policy: NodePolicy, now: dt.datetime
-) -> tuple[Decision, KeySpace | None]:
+) -> tuple[Allowed, KeySpace] | tuple[Denied, None]:
     """`decide`, plus the key set it built for an allowed request (the release needs it)."""
     if now.tzinfo is None:
         raise ValueError("naive datetime; decisions are made in UTC")
@@ -149,9 +172,8 @@ def decide_with_keys(
 
 def _deny(
     request: ReleaseRequest, policy: NodePolicy, rule: str, *reasons: str
-) -> tuple[Decision, None]:
-    decision = Decision(
-        allowed=False,
+) -> tuple[Denied, None]:
+    decision = Denied(
         rule=rule,
         reasons=reasons,
         partner_id=request.partner_id,
@@ -197,7 +219,7 @@ def _within(
     policy: NodePolicy,
     agreement: Agreement,
     now: dt.datetime,
-) -> tuple[Decision, KeySpace | None]:
+) -> tuple[Allowed, KeySpace] | tuple[Denied, None]:
     rule = f"agreement {agreement.id}"
     check = AgreementCheck(request.partner_id, request.query, policy, agreement, now)
     effective = check.effective()
@@ -238,8 +260,7 @@ def _within(
         f"({cost.mechanism} mechanism); each value is within ±{widest:.1f} of the truth "
         "with 95% confidence",
     )
-    decision = Decision(
-        allowed=True,
+    decision = Allowed(
         rule=rule,
         reasons=reasons,
         agreement_id=agreement.id,

@@ -4,9 +4,12 @@
     ├── InvalidInputError         the request is malformed or its values are wrong (422)
     ├── NotFoundError             no such thing, or not visible to this caller (404)
     ├── ConflictError             contradicts what was stored before (409 or 422)
-    ├── AuthenticationError       no credential, or one we do not accept (401)
-    ├── ForbiddenError            authenticated, but not allowed to do this (403)
-    └── BudgetExhaustedError      allowed, but the privacy budget cannot pay for it (429)
+    ├── BudgetExhaustedError      allowed, but the privacy budget cannot pay for it (429)
+    ├── (AuthenticationError)     no credential, or one we do not accept (401)
+    └── (ForbiddenError)          authenticated, but not allowed to do this (403)
+
+The two in brackets are about callers, not data, so they live with the node that knows its
+callers (``nodes.access``); their message codes are in ``MESSAGES`` with the others.
 
 Messages are written for the person on the other end: they never contain secrets. An error
 may carry its sentence as a ``Message`` (a stable code from ``MESSAGES``, its parameters and
@@ -59,14 +62,6 @@ class NotFoundError(ExchangeError):
 
 class ConflictError(ExchangeError):
     """The request contradicts something stored earlier."""
-
-
-class AuthenticationError(ExchangeError):
-    """The caller is not who it must be: no, unknown, revoked or invalid credentials."""
-
-
-class ForbiddenError(ExchangeError):
-    """The caller is known but may not do this."""
 
 
 class BudgetExhaustedError(ExchangeError):

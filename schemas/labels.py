@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Language = Literal["en", "fr", "es", "ar"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
+#: Not read yet: the coming web dashboard sets ``dir="rtl"`` for these (Arabic). Keep it.
 RIGHT_TO_LEFT: frozenset[Language] = frozenset({"ar"})
 
 

@@ -17,9 +17,9 @@ import datetime as dt
 import hashlib
 import operator
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import cast
 
 from schemas.columns import (
@@ -81,9 +81,6 @@ class Batch:
     rows: int
     generated_at: dt.datetime | None = None  # when the agency produced it, if it said
     gazetteer: Gazetteer | None = None  # the areas it was checked against: which ones overlap
-
-    def row_tuples(self) -> Iterator[tuple[object, ...]]:
-        return zip(*(self.columns[name] for name in self.schema.stored_columns), strict=True)
 
     def content_sha256(self) -> str:
         """SHA-256 over the normalized columns: the same content as CSV or JSON hashes alike.
@@ -167,6 +164,32 @@ def from_text_columns(
     errors = ErrorLog(ctx.max_errors, lines if lines is not None else range(2, rows + 2))
     columns_by_name = dict(zip(header, columns, strict=True))
     return _validate(schema, columns_by_name, rows, errors, ctx, check_cells=check_cells)
+
+
+def from_plain_csv_lines(
+    schema: ReportSchema,
+    header: Sequence[str],
+    data: Sequence[str],
+    ctx: ValidationContext,
+    *,
+    lines: Sequence[int] | None = None,
+    check_cells: bool = True,
+) -> Batch:
+    """CSV data lines without quotes or carriage returns, split by column in C, not by row.
+
+    Without quotes a comma always separates fields, so when every line has the header's
+    number of commas, every n-th value of the flattened lines belongs to the same column;
+    otherwise the rows are read one by one so each ragged row is listed.
+    """
+    width = len(header)
+    if data and set(map(str.count, data, repeat(","))) != {width - 1}:
+        rows = [line.split(",") for line in data]
+        return from_csv_rows(schema, header, rows, ctx, lines=lines, check_cells=check_cells)
+    flat = ",".join(data).split(",") if data else []
+    columns = [flat[i::width] for i in range(width)]
+    return from_text_columns(
+        schema, header, columns, len(data), ctx, lines=lines, check_cells=check_cells
+    )
 
 
 def from_json_rows(

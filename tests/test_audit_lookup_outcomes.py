@@ -19,7 +19,8 @@ from alembic import command
 from fastapi.testclient import TestClient
 
 from nodes import migrate
-from nodes.audit import checkpoint_store, exporting
+from nodes.audit import checkpoint_store
+from nodes.audit import export as log_export
 from nodes.audit.entry import AuditEntry
 from nodes.audit.log import append, initialize
 from nodes.audit.summary import release_refusals
@@ -143,11 +144,11 @@ def test_migration_0009_backfills_existing_entries_and_downgrades(database_url: 
 
 def _refusals_in_export(node: Node) -> Counter[tuple[str, str, str]]:
     """Refusals per (partner, schema, rule), read from the export's entry lines."""
-    final = exporting.prepare(
+    final = log_export.prepare(
         node.engine, node.key.private_key, actor="operator", role="operator", now=NOW
     )
     counts: Counter[tuple[str, str, str]] = Counter()
-    lines = b"".join(exporting.stream(node.engine, final)).splitlines()
+    lines = b"".join(log_export.stream(node.engine, final)).splitlines()
     parsed: list[dict[str, Any]] = [json.loads(line) for line in lines]
     for entry in parsed:  # the header, key and checkpoint lines have no "action"
         if entry.get("action") == "release" and entry["outcome"] == "denied":

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from exchange.cli import app
 from nodes import identity
 from nodes.audit import checkpoint_store, tree, verifier
-from nodes.audit.checkpoint import key_id_for, sign_checkpoint
+from nodes.audit.checkpoint import sign_checkpoint
 from nodes.audit.entry import AuditEntry
-from nodes.audit.export import build_export
+from nodes.audit.export_format import build_export
 from nodes.database import reading
 from nodes.node import Node
 from tests.audit_support import add_entries, stored_bytes
@@ -139,7 +139,7 @@ def test_node_and_standalone_verifier_compute_the_same_key_id_leaf_root_and_sign
 ) -> None:
     """One shared definition of each: if either side drifts, this fails."""
     public = node.key.public_key
-    assert identity.key_id(public) == verifier.key_id(public) == key_id_for(public)
+    assert identity.key_id(public) == verifier.key_id(public)
     assert node.key.kid == verifier.key_id(public)
     add_entries(node.engine, 5)
     signed = checkpoint_store.sign(node.engine, node.key.private_key, now=now())

@@ -31,7 +31,7 @@ from nodes.audit.checkpoint import (
 )
 from nodes.audit.entry import GENESIS_PREV, AuditEntry, encode_entry, prev_for
 from nodes.audit.errors import ExportError, InvalidCheckpointError, InvalidEntryError
-from nodes.audit.export import build_export, export_lines, write_export
+from nodes.audit.export_format import build_export, export_lines, write_export
 from nodes.audit.merkle import MerkleTree, leaf_hash
 from nodes.audit.verifier import (
     EntryDuplicatedError,
@@ -203,7 +203,7 @@ def test_checkpoint_signs_and_verifies_over_received_bytes() -> None:
     signed = LOG20.checkpoint(20)
     line = signed.to_line()
     parsed = parse_signed_checkpoint(line)
-    assert verify_checkpoint(PUB, parsed) == signed.checkpoint
+    assert verify_checkpoint(parsed, PUB) == signed.checkpoint
     assert parsed.checkpoint.root_hash == LOG20.tree.root().hex()
     assert b'"type":"crisis-exchange/audit-checkpoint/v1"' in line
 
@@ -211,10 +211,10 @@ def test_checkpoint_signs_and_verifies_over_received_bytes() -> None:
 def test_checkpoint_refuses_wrong_key_tampering_and_bad_fields() -> None:
     signed = LOG20.checkpoint(20)
     with pytest.raises(InvalidCheckpointError, match="does not verify"):
-        verify_checkpoint(Ed25519PrivateKey.generate().public_key(), signed)
+        verify_checkpoint(signed, Ed25519PrivateKey.generate().public_key())
     forged = signed.to_line().replace(b'"tree_size":20', b'"tree_size":21')
     with pytest.raises(InvalidCheckpointError, match="does not verify"):
-        verify_checkpoint(PUB, parse_signed_checkpoint(forged))
+        verify_checkpoint(parse_signed_checkpoint(forged), PUB)
     with pytest.raises(InvalidCheckpointError):
         parse_signed_checkpoint(signed.to_line().replace(b'"}', b'" }'))
     with pytest.raises(InvalidCheckpointError, match="32 bytes"):
@@ -233,7 +233,7 @@ def test_checkpoint_refuses_wrong_key_tampering_and_bad_fields() -> None:
 @given(size=st.integers(0, 2**53 - 1), root_hash=st.binary(min_size=32, max_size=32))
 def test_checkpoint_line_round_trips(size: int, root_hash: bytes) -> None:
     signed = sign_checkpoint(KEY, tree_size=size, root_hash=root_hash, time=T0, node_id="n")
-    assert verify_checkpoint(PUB, parse_signed_checkpoint(signed.to_line())) == signed.checkpoint
+    assert verify_checkpoint(parse_signed_checkpoint(signed.to_line()), PUB) == signed.checkpoint
 
 
 # --- export writer -------------------------------------------------------------------

@@ -16,7 +16,7 @@ from nodes.audit import log, verifier, vocabulary
 from nodes.audit.checkpoint import sign_checkpoint
 from nodes.audit.entry import GENESIS_PREV, AuditEntry
 from nodes.audit.errors import InvalidEntryError
-from nodes.audit.export import build_export
+from nodes.audit.export_format import build_export
 from nodes.audit.merkle import MerkleTree, leaf_hash
 from nodes.database import writing
 from nodes.node import Node

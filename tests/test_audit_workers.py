@@ -17,7 +17,7 @@ from nodes.node import Node
 from nodes.settings import NodeSettings
 from tests.audit_support import stored_entries
 from tests.samples import weekly_rows
-from tests.servers import free_port, start_server
+from tests.servers import rest_of_stderr, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,7 @@ pytestmark = pytest.mark.slow
 def test_three_workers_log_every_push_and_refusal_once(
     settings: NodeSettings, agency_secret: str
 ) -> None:
-    port = free_port()
-    server = start_server(settings.directory, port, workers=3)
+    server, port = start_server(settings.directory, workers=3)
     statuses: Counter[int] = Counter()
     lock = threading.Lock()
 
@@ -51,6 +50,7 @@ def test_three_workers_log_every_push_and_refusal_once(
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # graceful: workers sign a last checkpoint
         server.wait(timeout=30)
+        rest_of_stderr(server)
     assert statuses == Counter({201: 90, 401: 90})
     node = Node.open(settings)  # the start-up check passes
     try:

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from exchange.cli import app
 from nodes import backup, ledger
-from nodes.audit import anchor, checkpoint_store, exporting, reading, witness
+from nodes.audit import anchor, checkpoint_store, reading, witness
+from nodes.audit import export as log_export
 from nodes.audit.errors import LogIntegrityError
 from nodes.database import writing
 from nodes.directory import init_node
@@ -30,11 +31,11 @@ CHARGE = Charge(
 
 
 def export_to(node: Node, path: Path) -> Path:
-    final = exporting.prepare(
+    final = log_export.prepare(
         node.engine, node.key.private_key, actor="operator", role="operator", now=now()
     )
-    keys = exporting.key_lines(node.settings.keys_dir, node_id=node.settings.node_id)
-    path.write_bytes(b"".join(exporting.stream(node.engine, final, keys)))
+    keys = log_export.key_lines(node.settings.keys_dir, node_id=node.settings.node_id)
+    path.write_bytes(b"".join(log_export.stream(node.engine, final, keys)))
     return path
 
 

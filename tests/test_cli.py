@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from exchange.cli import app
 from nodes.settings import NodeSettings
 from tests.samples import as_csv, weekly_rows
-from tests.servers import free_port, kill_hard, start_server
+from tests.servers import kill_hard, start_server
 
 runner = CliRunner()
 
@@ -105,8 +105,7 @@ def test_push_a_csv_through_a_real_server(tmp_path: Path) -> None:
     report.write_text(as_csv(weekly_rows(range(1, 11))))
     bad = tmp_path / "bad.csv"
     bad.write_text(as_csv(weekly_rows()).replace("XA-P1-D1", "XA-P9"))
-    port = free_port()
-    server = start_server(node_dir, port)
+    server, port = start_server(node_dir)
     try:
         url = f"http://127.0.0.1:{port}"
         pushed = run(

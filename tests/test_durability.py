@@ -14,14 +14,13 @@ from nodes.node import Node
 from nodes.settings import NodeSettings
 from nodes.tables import cell_tables, reports
 from tests.samples import weekly_rows
-from tests.servers import free_port, kill_hard, start_server
+from tests.servers import kill_hard, start_server
 
 pytestmark = pytest.mark.slow
 
 
 def test_acknowledged_pushes_survive_kill_9(settings: NodeSettings, agency_secret: str) -> None:
-    port = free_port()
-    server = start_server(settings.directory, port, workers=2)
+    server, port = start_server(settings.directory, workers=2)
     acknowledged: dict[str, int] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -84,8 +83,7 @@ def test_an_interrupted_push_can_be_run_again(
 
     report = tmp_path / "weekly.csv"
     report.write_text(as_csv(weekly_rows(range(1, 40))))
-    port = free_port()
-    server = start_server(settings.directory, port)
+    server, port = start_server(settings.directory)
     try:
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             first = push_file(

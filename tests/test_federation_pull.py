@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 import stamina
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,12 +26,15 @@ from exchange.clients.peer import (
     PeerSignatureError,
     PeerUnreachableError,
 )
-from exchange.clients.pulling import peer_client, pull, refresh_keys, reverify
+from exchange.clients.pulling import peer_client, pull, refresh_keys
 from exchange.signing.signatures import (
+    RequestMessage,
     ResponseMessage,
     SignatureError,
+    VerifiedSignature,
     request_from_starlette,
     sign_response,
+    verify_response,
 )
 from nodes import keys, peers
 from nodes.audit import checkpoint_store
@@ -44,7 +47,7 @@ from tests.federation import (
     query,
     weeks,
 )
-from tests.servers import free_port
+from tests.servers import refused_port
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +59,23 @@ def no_backoff() -> Iterator[None]:
 @pytest.fixture
 def pair(stack: ExitStack, tmp_path: Path, database_urls: Iterator[str]) -> dict[str, Member]:
     return federation(stack, tmp_path, database_urls, ("XA", "XB"))
+
+
+def reverify(stored: received.ReceivedRelease, public_key: Ed25519PublicKey) -> VerifiedSignature:
+    """Check a stored release's signature again, as of when it was received: the stored
+    request and response are the evidence, and the signature module checks them."""
+    request = RequestMessage(
+        stored.request.method, stored.request.url, stored.request.headers, stored.request.body
+    )
+    response = ResponseMessage(
+        stored.response.status, stored.response.headers, stored.response.body, request
+    )
+    return verify_response(
+        response,
+        resolve_key=lambda kid: public_key if kid == stored.key_id else None,
+        now=stored.received_at,
+        max_age=3600,
+    )
 
 
 def test_a_pull_is_signed_verified_stored_and_accurate(pair: dict[str, Member]) -> None:
@@ -214,11 +234,11 @@ def test_a_removed_peer_gets_nothing(pair: dict[str, Member]) -> None:
 
 def test_a_peer_that_is_down(pair: dict[str, Member]) -> None:
     xb = pair["XB"]
-    port = free_port()  # nothing listens there
-    moved = replace(peers.get_peer(xb.node.engine, "XA"), url=f"http://127.0.0.1:{port}")
-    client = peer_client(xb.node, httpx2.Client(), moved)
-    with pytest.raises(PeerUnreachableError) as caught:
-        pull(xb.node, client, query())
+    with refused_port() as port, httpx2.Client() as http:
+        moved = replace(peers.get_peer(xb.node.engine, "XA"), url=f"http://127.0.0.1:{port}")
+        client = peer_client(xb.node, http, moved)
+        with pytest.raises(PeerUnreachableError) as caught:
+            pull(xb.node, client, query())
     assert f"peer XA at http://127.0.0.1:{port}/v1/releases: could not be reached" in str(
         caught.value
     )

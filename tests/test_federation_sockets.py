@@ -22,9 +22,8 @@ from nodes import tokens
 from nodes.directory import init_node, sample_gazetteer
 from nodes.identity import load_current, public_key_text
 from nodes.node import Node
-from nodes.settings import NodeSettings
 from tests.conftest import now
-from tests.servers import free_port, kill_hard, start_server
+from tests.servers import kill_hard, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -41,15 +40,13 @@ def exchange(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def xa_and_xb(tmp_path: Path) -> Iterator[tuple[Path, Path, str, subprocess.Popen[bytes]]]:
+def xa_and_xb(
+    tmp_path: Path,
+) -> Iterator[tuple[Path, Path, str, subprocess.Popen[bytes], str]]:
+    """XA served (with data, XB its peer), XB not; the last item is the URL XA states."""
     xa, xb = NATIONS[0], NATIONS[1]
-    port = free_port()
     xa_settings, xa_key = init_node(
-        tmp_path / "XA",
-        node_id="XA",
-        name=xa.name,
-        public_url=f"http://127.0.0.1:{port}",
-        gazetteer=sample_gazetteer("XA"),
+        tmp_path / "XA", node_id="XA", name=xa.name, gazetteer=sample_gazetteer("XA")
     )
     xa_settings.policy_file.write_text(policy_yaml(xa))
     xb_settings, _ = init_node(
@@ -63,7 +60,7 @@ def xa_and_xb(tmp_path: Path) -> Iterator[tuple[Path, Path, str, subprocess.Pope
         rows = as_csv(outbreak_rows(xa, node.gazetteer, now().date()))
     finally:
         node.close()
-    server = start_server(xa_settings.directory, port)
+    server, port = start_server(xa_settings.directory, public_url=True)
     try:
         pushed = httpx2.post(
             f"http://127.0.0.1:{port}/v1/reports/weekly_epi@1",
@@ -78,7 +75,8 @@ def xa_and_xb(tmp_path: Path) -> Iterator[tuple[Path, Path, str, subprocess.Pope
             "--key", xb_public,
         )  # fmt: skip
         assert added.returncode == 0, added.stderr
-        yield xa_settings.directory, xb_settings.directory, xa_key.kid, server
+        url = f"http://127.0.0.1:{port}"
+        yield xa_settings.directory, xb_settings.directory, xa_key.kid, server, url
     finally:
         if server.poll() is None:
             kill_hard(server)
@@ -94,10 +92,9 @@ def _pull(xb: Path, out: Path, *by: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_pin_pull_rotate_and_peer_down_over_sockets(
-    xa_and_xb: tuple[Path, Path, str, subprocess.Popen[bytes]], tmp_path: Path
+    xa_and_xb: tuple[Path, Path, str, subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
-    xa, xb, xa_kid, server = xa_and_xb
-    url = load_url(xa)
+    xa, xb, xa_kid, server, url = xa_and_xb
     wrong = exchange("peer", "add", xb, "--from-url", url, "--fingerprint", "A" * 43)
     assert wrong.returncode == 1
     assert "no key with fingerprint" in wrong.stderr
@@ -131,7 +128,3 @@ def test_pin_pull_rotate_and_peer_down_over_sockets(
     assert down.returncode == 1
     message = " ".join(down.stderr.split())
     assert f"peer XA at {url}/v1/releases: could not be reached" in message
-
-
-def load_url(directory: Path) -> str:
-    return NodeSettings.load(directory).public_url

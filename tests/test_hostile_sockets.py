@@ -19,7 +19,7 @@ from nodes.directory import init_node
 from nodes.node import Node
 from nodes.settings import NodeSettings
 from tests.conftest import now
-from tests.servers import free_port, kill_hard, start_server
+from tests.servers import kill_hard, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,7 @@ def agency_node(directory: Path) -> tuple[NodeSettings, str]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
     """A served node: its port and an agency secret."""
     settings, secret = agency_node(tmp_path_factory.mktemp("hostile"))
-    port = free_port()
-    server = start_server(settings.directory, port)
+    server, port = start_server(settings.directory)
     try:
         yield port, secret
     finally:
@@ -166,10 +165,10 @@ def test_a_wrong_method_is_405_with_allow(served: tuple[int, str]) -> None:
 def test_a_client_hanging_up_mid_body_is_logged_once_at_info(tmp_path: Path) -> None:
     """Its own server, so its log holds only this: one info line, no unhandled error."""
     settings, secret = agency_node(tmp_path)
-    port = free_port()
-    server = start_server(settings.directory, port)
+    server, port = start_server(settings.directory)
     watchdog = threading.Timer(60, server.kill)  # a server that never logs it ends the wait
     watchdog.start()
+    rest = ""
     try:
         headers = {
             "Authorization": f"Bearer {secret}",
@@ -186,8 +185,8 @@ def test_a_client_hanging_up_mid_body_is_logged_once_at_info(tmp_path: Path) -> 
     finally:
         watchdog.cancel()
         with suppress(ProcessLookupError):
-            kill_hard(server)
-    log = "".join(lines) + server.stderr.read().decode()
+            rest = kill_hard(server)
+    log = "".join(lines) + rest
     hung_up = [line for line in log.splitlines() if "hung up mid-body" in line]
     assert len(hung_up) == 1, log
     assert "info" in hung_up[0].lower(), log

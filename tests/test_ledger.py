@@ -130,6 +130,7 @@ def _worker(directory: str, first: int, count: int) -> list[bool]:
         node.close()
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_several_worker_processes_spend_exactly_the_budget(
     node: Node, settings: NodeSettings
 ) -> None:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from exchange.api.logs import JsonFormatter, accept_or_make, request_id
 from nodes.settings import NodeSettings
 from tests.samples import weekly_rows
-from tests.servers import free_port, start_server
+from tests.servers import start_server
 
 DISTINCTIVE = 48_611_937  # a report value that must never reach a log
 
@@ -90,8 +90,7 @@ def test_an_access_line_keeps_the_path_not_the_query() -> None:
 def test_a_served_node_logs_json_lines_with_request_ids_and_no_secrets(
     settings: NodeSettings, agency_secret: str
 ) -> None:
-    port = free_port()
-    server = start_server(settings.directory, port)
+    server, port = start_server(settings.directory)
     try:
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             rows = weekly_rows(range(1, 3), cases=DISTINCTIVE)

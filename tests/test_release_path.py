@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import select
 
 from nodes import aggregates
+from nodes.access import ForbiddenError
 from nodes.node import Node
 from nodes.releases import pipeline
 from nodes.releases.tables import releases as release_rows
 from nodes.tokens import TokenRecord
 from policies import privacy
 from policies.query import ReleaseQuery
-from schemas.errors import BudgetExhaustedError, ForbiddenError
+from schemas.errors import BudgetExhaustedError
 from tests.release_support import (
     NOW,
     agency,

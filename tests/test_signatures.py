@@ -46,7 +46,6 @@ from exchange.signing.signatures import (
     parse_public_key,
     request_from_httpx2,
     request_from_starlette,
-    response_from_httpx2,
     serialize_public_key,
     sign_message,
     sign_request,
@@ -667,7 +666,13 @@ def test_two_nodes_over_starlette_and_httpx2(
         signed = sign_request(request_from_httpx2(outgoing), private_key=partner, now=NOW)
         response = client.send(to_httpx2_request(signed))
     assert response.status_code == 200, response.text
-    verified = verify_response(response_from_httpx2(response), resolve_key=registry(node), now=NOW)
+    received = ResponseMessage(
+        response.status_code,
+        tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in response.headers.raw),
+        response.read(),
+        request_from_httpx2(response.request),
+    )
+    verified = verify_response(received, resolve_key=registry(node), now=NOW)
     assert verified.key_id == key_id(node.public_key())
 
 
@@ -701,13 +706,6 @@ def test_request_for_one_node_is_refused_by_another(
         response = client.send(to_httpx2_request(signed))
     assert response.status_code == 401
     assert response.text == "the signature is malformed or does not verify"
-
-
-def test_content_coded_response_is_refused(partner: Ed25519PrivateKey) -> None:
-    sent = to_httpx2_request(sign_request(request(), private_key=partner, now=NOW))
-    response = httpx2.Response(200, headers={"content-encoding": "gzip"}, content=b"", request=sent)
-    with pytest.raises(InvalidSignatureError, match="identity"):
-        response_from_httpx2(response)
 
 
 # -- fuzzing: verification never fails with anything but our errors ---------------------------

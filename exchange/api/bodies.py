@@ -14,7 +14,6 @@ import datetime as dt
 import io
 import logging
 from dataclasses import replace
-from itertools import repeat
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
@@ -35,7 +34,7 @@ from schemas.validation import (
     ValidationContext,
     from_csv_rows,
     from_json_rows,
-    from_text_columns,
+    from_plain_csv_lines,
 )
 
 log = logging.getLogger("exchange")
@@ -167,14 +166,7 @@ def _parse_plain_csv(text: str, schema: ReportSchema, ctx: ValidationContext) ->
     header = [h.strip() for h in split[0].split(",")]
     data = split[1:]
     lines = numbers[1:] if numbers is not None else None
-    width = len(header)
-    if data and set(map(str.count, data, repeat(","))) != {width - 1}:
-        return from_csv_rows(
-            schema, header, [line.split(",") for line in data], ctx, lines=lines
-        )  # lists bad rows
-    flat = ",".join(data).split(",") if data else []
-    columns = [flat[i::width] for i in range(width)]
-    return from_text_columns(schema, header, columns, len(data), ctx, lines=lines)
+    return from_plain_csv_lines(schema, header, data, ctx, lines=lines)
 
 
 def _parse_json(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Batch:

@@ -21,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from exchange.api import partner_auth
 from exchange.signing.signatures import request_from_starlette
 from nodes import tokens
+from nodes.access import AuthenticationError, ForbiddenError
 from nodes.audit import events as audit_events
 from nodes.audit.vocabulary import Action, Role
 from nodes.node import Node
 from nodes.tokens import TokenRecord
-from schemas.errors import AuthenticationError, ForbiddenError, InvalidInputError
+from schemas.errors import InvalidInputError
 
 log = logging.getLogger("exchange")
 _bearer = HTTPBearer(auto_error=False, description="Token issued by the node operator")

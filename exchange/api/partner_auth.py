@@ -33,9 +33,9 @@ from exchange.signing.signatures import (
     verify_request,
 )
 from nodes import nonces, peers
+from nodes.access import AuthenticationError
 from nodes.database import reading
 from nodes.node import Node
-from schemas.errors import AuthenticationError
 
 #: How far a partner's clock may run ahead of ours, in seconds. It is never added to the
 #: signature's maximum age: a signature is accepted for exactly that long after ``created``.

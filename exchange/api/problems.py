@@ -1,7 +1,7 @@
 """Every error leaves the node as ``application/problem+json`` (RFC 9457), in the reader's language.
 
-Domain code raises the exceptions of ``schemas.errors``; this is the one place that decides
-their HTTP status. Starlette finds a handler by walking the exception's class hierarchy, so
+Domain code raises the exceptions of ``schemas.errors`` (and ``nodes.access``, for callers);
+this is the one place that decides their HTTP status. Starlette finds a handler by walking the exception's class hierarchy, so
 one handler per branch is enough. Unexpected exceptions become a 500 that says nothing of
 the internals (they are logged, without request bodies or credentials).
 
@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from exchange import i18n
+from nodes.access import AuthenticationError, ForbiddenError
 from nodes.releases.pipeline import ReleaseInProgressError
 from nodes.reports import IdempotencyConflictError
 from schemas import errors
@@ -104,8 +105,8 @@ _STATUS: list[tuple[type[errors.ExchangeError], int, str]] = [
     (IdempotencyConflictError, 422, N_("Idempotency key reused")),
     (errors.NotFoundError, 404, N_("Not found")),
     (errors.ConflictError, 409, N_("Conflict")),
-    (errors.AuthenticationError, 401, N_("Authentication required")),
-    (errors.ForbiddenError, 403, N_("Forbidden")),
+    (AuthenticationError, 401, N_("Authentication required")),
+    (ForbiddenError, 403, N_("Forbidden")),
     (errors.BudgetExhaustedError, 429, N_("Privacy budget exhausted")),
     (ReleaseInProgressError, 503, N_("Release in progress")),
 ]

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
-from itertools import repeat
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -47,7 +46,7 @@ from schemas.validation import (
     ValidationContext,
     from_csv_rows,
     from_json_rows,
-    from_text_columns,
+    from_plain_csv_lines,
 )
 
 #: Rows validated and staged at a time: about one part's worth of a typical report.
@@ -311,24 +310,10 @@ def _csv_batch(
         numbers, values = [n for n, _v in kept], [v for _n, v in kept]
     if not values:
         return _no_rows(schema), numbers
-    width = len(header)
-    if set(map(str.count, values, repeat(","))) != {width - 1}:  # ragged rows: listed
-        rows = [v.split(",") for v in values]
-        check = partial(from_csv_rows, schema, header, rows, ctx, lines=numbers, check_cells=False)
-        return _validated(check, numbers)
-    flat = ",".join(values).split(",")
-    columns = [flat[i::width] for i in range(width)]
-    check_columns = partial(
-        from_text_columns,
-        schema,
-        header,
-        columns,
-        len(values),
-        ctx,
-        lines=numbers,
-        check_cells=False,
+    check = partial(
+        from_plain_csv_lines, schema, header, values, ctx, lines=numbers, check_cells=False
     )
-    return _validated(check_columns, numbers)
+    return _validated(check, numbers)
 
 
 def _quoted_csv_batch(

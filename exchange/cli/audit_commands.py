@@ -11,15 +11,19 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, errors, fail, open_node, operator, utcnow
-from nodes.audit import checkpoint_store, exporting, summary, verifier, vocabulary
-from nodes.identity import public_key_text
+from nodes.audit import (
+    verifier,
+    vocabulary,
+)  # light (stdlib + cryptography); typer reads vocabulary
+
+if TYPE_CHECKING:
+    from nodes.audit import lookup
 
 
 def verify(
@@ -54,14 +58,16 @@ def export(
     out: Annotated[Path, typer.Option(help="Where to write the export (.jsonl)")],
 ) -> None:
     """Export the whole log from the node directory (offline), ending with a fresh checkpoint."""
+    from nodes.audit import export as log_export
+
     with open_node(directory) as node:
-        final = exporting.prepare(
+        final = log_export.prepare(
             node.engine, node.key.private_key, actor=operator(), role="operator", now=utcnow()
         )
-        key_lines = exporting.key_lines(node.settings.keys_dir, node_id=node.settings.node_id)
+        key_lines = log_export.key_lines(node.settings.keys_dir, node_id=node.settings.node_id)
         partial = out.with_name(out.name + ".partial")
         with partial.open("wb") as handle:
-            for chunk in exporting.stream(node.engine, final, key_lines):
+            for chunk in log_export.stream(node.engine, final, key_lines):
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
@@ -73,6 +79,8 @@ def export(
 
 def checkpoint(directory: NodeDir) -> None:
     """Sign a checkpoint of the log now, and print its line (keep it to check later exports)."""
+    from nodes.audit import checkpoint_store
+
     with open_node(directory) as node:
         signed = checkpoint_store.sign(node.engine, node.key.private_key, now=utcnow())
     errors.print(f"Signed a checkpoint of {signed.checkpoint.tree_size} entries:")
@@ -81,6 +89,10 @@ def checkpoint(directory: NodeDir) -> None:
 
 def public_key(directory: NodeDir) -> None:
     """Print the node's public key (PEM) for auditors; its base64url form goes to stderr."""
+    from cryptography.hazmat.primitives import serialization
+
+    from nodes.identity import public_key_text
+
     with open_node(directory) as node:
         key = node.key.public_key
     pem = key.public_bytes(
@@ -124,8 +136,10 @@ def _query(
     rule: str | None,
     since: str | None,
     until: str | None,
-) -> summary.Query:
-    return summary.Query(
+) -> lookup.Filters:
+    from nodes.audit import lookup
+
+    return lookup.Filters(
         actor=actor,
         action=action,
         outcome=outcome,
@@ -151,6 +165,8 @@ def entries(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """List entries matching every filter, oldest first (format-1 entries in today's words)."""
+    from nodes.audit import summary
+
     query = _query(actor, action, outcome, partner, schema, rule, since, until)
     with open_node(directory) as node:
         found = []
@@ -194,6 +210,8 @@ def summary_command(
 ) -> None:
     """Count matching entries per partner, action and outcome, with the epsilon charged and
     the refusals per rule."""
+    from nodes.audit import summary
+
     query = _query(actor, action, outcome, partner, schema, rule, since, until)
     with open_node(directory) as node:
         totals = summary.summarize(node.engine, query)

@@ -9,9 +9,6 @@ from typing import Annotated
 import typer
 
 from exchange.cli.common import NodeDir, console, errors, fail, operator, utcnow
-from nodes import backup
-from nodes.audit.errors import AuditError
-from nodes.settings import SETTINGS_FILE, NodeSettings
 
 
 def backup_command(
@@ -20,6 +17,10 @@ def backup_command(
 ) -> None:
     """Take a consistent copy of a running node: database, settings and keys (keep it safe:
     it holds the node's private key)."""
+    from nodes import backup
+    from nodes.audit.errors import AuditError
+    from nodes.settings import NodeSettings
+
     try:
         settings = NodeSettings.load(directory)
         manifest = backup.take(settings, out, actor=operator(), now=utcnow())
@@ -49,6 +50,10 @@ def restore_command(
     ] = False,
 ) -> None:
     """Put a backup back into a stopped node. Exit 0 if the node may start, 1 if not (why)."""
+    from nodes import backup
+    from nodes.audit.errors import AuditError
+    from nodes.settings import SETTINGS_FILE, NodeSettings
+
     try:
         if not (directory / SETTINGS_FILE).exists():
             backup.seed(backup_dir, directory)  # the node directory itself was lost

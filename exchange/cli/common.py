@@ -1,4 +1,8 @@
-"""What every command shares: opening a node directory, printing errors the same way."""
+"""What every command shares: opening a node directory, printing errors the same way.
+
+Cheap to import: ``exchange --help`` loads every command module, so the node (database,
+policy engine) is imported only when a command opens one. tests/test_cli_startup.py checks.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,13 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from nodes.audit.errors import AuditError
-from nodes.node import Node
-from nodes.settings import NodeSettings
-from schemas.errors import ExchangeError
+if TYPE_CHECKING:
+    from nodes.node import Node
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -48,6 +50,11 @@ def operator() -> str:
 @contextmanager
 def open_node(directory: Path) -> Iterator[Node]:
     """Open a node for one command; domain errors become one red line, not a traceback."""
+    from nodes.audit.errors import AuditError
+    from nodes.node import Node
+    from nodes.settings import NodeSettings
+    from schemas.errors import ExchangeError
+
     try:
         settings = NodeSettings.load(directory)
         node = Node.open(settings)

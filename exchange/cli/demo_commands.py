@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 
 from exchange.cli.common import console, fail
-from exchange.demo.cluster import prepare, seed_in_process
-from exchange.demo.walkthrough import run
 
 
 def _wait_for_interrupt() -> None:
@@ -32,6 +30,8 @@ def demo(
     ] = None,
 ) -> None:
     """Three fictional nations exchange private outbreak statistics on this machine."""
+    from exchange.demo.walkthrough import run
+
     if directory is not None and directory.exists() and any(directory.iterdir()):
         fail(f"{directory} is not empty; the demo creates its nodes in a new directory")
     chosen = directory or Path(tempfile.mkdtemp(prefix="exchange-demo-"))
@@ -54,6 +54,8 @@ def demo_setup(
     ],
 ) -> None:
     """Create the demo's three nodes with data, without serving them (for docker compose)."""
+    from exchange.demo.cluster import prepare, seed_in_process
+
     urls = dict(item.split("=", 1) for item in url if "=" in item)
     if sorted(urls) != ["XA", "XB", "XC"]:
         fail("give --url for each of XA, XB and XC, as NODE=URL")

@@ -9,15 +9,7 @@ import typer
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, fail, open_node
-from nodes import migrate
-from nodes.audit.errors import AuditError
-from nodes.audit.startup import open_log
-from nodes.database import make_engine
-from nodes.directory import NodeExistsError, init_node
-from nodes.settings import InsecureSettingsError, NodeSettings
-from schemas.gazetteer import Gazetteer
-from schemas.periods import WeekSystem
-from schemas.registry import SchemaRegistry
+from schemas.periods import WeekSystem  # typer reads the annotation for --help: keep it here
 
 
 def init(
@@ -35,6 +27,9 @@ def init(
     week_system: Annotated[WeekSystem, typer.Option(help="How epi weeks are numbered")] = "iso",
 ) -> None:
     """Create a node directory: settings, identity key (mode 0600), gazetteer, database."""
+    from nodes.directory import NodeExistsError, init_node
+    from schemas.gazetteer import Gazetteer
+
     try:
         chosen = (
             Gazetteer.from_csv_text(gazetteer.read_text(encoding="utf-8")) if gazetteer else None
@@ -67,6 +62,11 @@ def serve(
 
     from exchange.api.http_protocol import MAX_HEAD_BYTES
     from exchange.api.logs import log_config
+    from nodes import migrate
+    from nodes.audit.errors import AuditError
+    from nodes.audit.startup import open_log
+    from nodes.database import make_engine
+    from nodes.settings import InsecureSettingsError, NodeSettings
 
     try:
         settings = NodeSettings.load(directory)
@@ -104,6 +104,8 @@ def serve(
 
 def db_upgrade(directory: NodeDir) -> None:
     """Bring the node database to the latest migration."""
+    from nodes import migrate
+
     with open_node(directory) as node:
         console.print(
             f"Database at migration {migrate.current_revision(node.engine)} (head {migrate.head_revision()})"
@@ -112,6 +114,8 @@ def db_upgrade(directory: NodeDir) -> None:
 
 def schemas() -> None:
     """List the standard report schemas."""
+    from schemas.registry import SchemaRegistry
+
     table = Table("id", "kind", "dimensions", "measures (contribution bound)")
     for schema in SchemaRegistry():
         table.add_row(

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx2
 import typer
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, errors, fail, open_node, operator, utcnow
-from exchange.clients.peer import PeerError, fetch_descriptor
-from exchange.clients.pulling import peer_client, refresh_keys
-from nodes import keys, peers
-from nodes.audit import log as audit_log
-from nodes.audit import witness
-from nodes.database import writing
-from nodes.descriptor import WELL_KNOWN, NodeDescriptor, add_pinned_peer
-from nodes.identity import parse_public_key
+from nodes import keys  # light; its DEFAULT_GRACE is an option's default
+
+if TYPE_CHECKING:
+    from nodes.audit import witness
+    from nodes.descriptor import NodeDescriptor
 
 PeerId = Annotated[str, typer.Argument(help="The peer's node id")]
 
 
 def _descriptor(url: str) -> NodeDescriptor:
+    import httpx2
+
+    from exchange.clients.peer import PeerError, fetch_descriptor
+    from nodes.descriptor import WELL_KNOWN
+
     target = url.rstrip("/")
     if not target.endswith(WELL_KNOWN):
         target += WELL_KNOWN
@@ -47,6 +48,10 @@ def add(
     ] = None,
 ) -> None:
     """Register a partner node: --id --url --key, or --from-url --fingerprint."""
+    from nodes import peers
+    from nodes.descriptor import add_pinned_peer
+    from nodes.identity import parse_public_key
+
     now = utcnow()
     if from_url is not None:
         if not fingerprint:
@@ -88,6 +93,9 @@ def list_peers(
     all_: Annotated[bool, typer.Option("--all", help="Include removed peers")] = False,
 ) -> None:
     """List peers and their keys."""
+    from nodes import peers
+    from nodes.audit import witness
+
     now = utcnow()
     with open_node(directory) as node:
         found = peers.list_peers(node.engine, include_removed=all_)
@@ -134,6 +142,8 @@ def _log_state(flag: witness.FlaggedPeer | None, epochs: list[witness.DeclaredEp
 
 def remove(directory: NodeDir, peer_id: PeerId) -> None:
     """Remove a peer and revoke all its keys, at once."""
+    from nodes import peers
+
     with open_node(directory) as node:
         peers.remove_peer(node.engine, peer_id=peer_id, now=utcnow())
     console.print(f"Peer [bold]{peer_id}[/] removed; its keys are revoked.")
@@ -145,6 +155,8 @@ def revoke(
     kid: Annotated[str, typer.Argument(help="The key id to revoke")],
 ) -> None:
     """Revoke one key of a peer at once (final)."""
+    from nodes import peers
+
     with open_node(directory) as node:
         peers.revoke_peer_key(node.engine, peer_id=peer_id, kid=kid, now=utcnow())
     console.print(f"Key {kid} of peer [bold]{peer_id}[/] revoked.")
@@ -152,6 +164,12 @@ def revoke(
 
 def refresh(directory: NodeDir, peer_id: PeerId) -> None:
     """Fetch a peer's descriptor and accept new keys endorsed by a key we trust."""
+    import httpx2
+
+    from exchange.clients.peer import PeerError
+    from exchange.clients.pulling import peer_client, refresh_keys
+    from nodes import peers
+
     with open_node(directory) as node, httpx2.Client() as http:
         client = peer_client(node, http, peers.get_peer(node.engine, peer_id))
         try:
@@ -173,6 +191,9 @@ def rotate(
     ] = keys.DEFAULT_GRACE.total_seconds() / 3600,
 ) -> None:
     """Make a new identity key current; the old one stays valid for the grace period."""
+    from nodes.audit import log as audit_log
+    from nodes.database import writing
+
     now = utcnow()
     with open_node(directory) as node:
         settings = node.settings

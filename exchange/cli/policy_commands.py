@@ -16,15 +16,6 @@ from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, fail, open_node, operator, utcnow
 from exchange.cli.query_options import build_query
-from nodes import ledger
-from nodes.database import reading
-from nodes.policy_file import validate_file
-from nodes.releases import pipeline
-from nodes.settings import NodeSettings
-from policies.accounts import accounts_in_force
-from policies.budget import show
-from schemas.gazetteer import Gazetteer
-from schemas.registry import SchemaRegistry
 
 DENIED = 2
 
@@ -49,6 +40,8 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON")] = False,
 ) -> None:
     """What a partner would get for a query, at what cost, and why; spends nothing."""
+    from nodes.releases import pipeline
+
     query = build_query(
         schema=schema,
         measures=[measures] if measures else None,
@@ -103,6 +96,11 @@ def validate(
 
     Works even when the node's current policy is broken: it reads only the node's settings
     and gazetteer, not its database or current policy."""
+    from nodes.policy_file import validate_file
+    from nodes.settings import NodeSettings
+    from schemas.gazetteer import Gazetteer
+    from schemas.registry import SchemaRegistry
+
     try:
         settings = NodeSettings.load(directory)
         gazetteer = Gazetteer.from_csv_text(settings.gazetteer_file.read_text(encoding="utf-8"))
@@ -154,6 +152,11 @@ def budget(
     as_json: Annotated[bool, typer.Option("--json", help="Print the accounts as JSON")] = False,
 ) -> None:
     """Every partner's and every global budget: cap, spent and left."""
+    from nodes import ledger
+    from nodes.database import reading
+    from policies.accounts import accounts_in_force
+    from policies.budget import show
+
     now = utcnow()
     with open_node(directory) as node, reading(node.engine) as conn:
         lines = ledger.report(conn, accounts_in_force(node.policy, now))

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx2
 import typer
 
 from exchange.cli.common import NodeDir, console, fail, open_node
 from exchange.cli.query_options import build_query
-from exchange.clients.peer import PeerError, PeerRefusedError
-from exchange.clients.pulling import peer_client, pull
-from exchange.clients.release_view import release_csv, release_table
-from nodes import peers
-from nodes.releases import received
+
+if TYPE_CHECKING:
+    from exchange.clients.peer import PeerRefusedError
 
 
 def _refusal(exc: PeerRefusedError) -> str:
@@ -55,6 +52,14 @@ def pull_command(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the peer")] = 10.0,
 ) -> None:
     """Pull a differentially private release from a peer; verify, store and show it."""
+    import httpx2
+
+    from exchange.clients.peer import PeerError, PeerRefusedError
+    from exchange.clients.pulling import peer_client, pull
+    from exchange.clients.release_view import release_csv, release_table
+    from nodes import peers
+    from nodes.releases import received
+
     query = build_query(
         schema=schema,
         measures=measures,

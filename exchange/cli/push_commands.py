@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import httpx2
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from exchange.cli.common import console, fail
-from exchange.clients.push import DEFAULT_CHUNK_ROWS, PushError, push_file
+
+#: exchange.clients.push.DEFAULT_CHUNK_ROWS, spelled here so --help need not import the
+#: HTTP client (tests/test_cli_startup.py checks they agree).
+DEFAULT_CHUNK_ROWS = 50_000
 
 
 def _count_rows(path: Path) -> int | None:
@@ -39,6 +41,10 @@ def push(
     A file of more than --chunk-rows rows is sent in parts through an upload session; after
     an interruption, run the same command again: parts the node holds are not sent again.
     """
+    import httpx2
+
+    from exchange.clients.push import PushError, push_file
+
     total = _count_rows(file)
     columns = (
         TextColumn("[bold]{task.description}"),

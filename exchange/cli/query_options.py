@@ -3,10 +3,12 @@ for ``policy check`` (what would a partner get) and ``pull`` (what do we ask a p
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from exchange.cli.common import fail
-from policies.query import ReleaseQuery
+
+if TYPE_CHECKING:
+    from policies.query import ReleaseQuery
 
 
 def split(values: list[str] | None) -> tuple[str, ...]:
@@ -37,6 +39,10 @@ def build_query(
     purpose: str | None,
 ) -> ReleaseQuery:
     """The query the options describe, or one red line saying which option is wrong."""
+    from pydantic import ValidationError
+
+    from policies.query import ReleaseQuery
+
     try:
         return ReleaseQuery(
             schema_id=schema,

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, fail, open_node, operator, utcnow
-from nodes import tokens
-from schemas.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from nodes import tokens
+
+#: nodes.tokens.Role, spelled here because typer reads it for --help and nodes.tokens pulls
+#: in the database layer (tests/test_cli_startup.py checks they agree).
+TokenRole = Literal["agency", "auditor", "operator"]
 
 
 def _duration(text: str | None, *, allow_zero: bool) -> dt.timedelta | None:
+    from nodes import tokens
+    from schemas.errors import InvalidInputError
+
     if text is None:
         return None
     try:
@@ -26,7 +34,7 @@ def _duration(text: str | None, *, allow_zero: bool) -> dt.timedelta | None:
 def create(
     directory: NodeDir,
     name: Annotated[str, typer.Option(help="Who holds it, e.g. moh-surveillance")],
-    role: Annotated[tokens.Role, typer.Option(help="What the token may do")] = "agency",
+    role: Annotated[TokenRole, typer.Option(help="What the token may do")] = "agency",
     schema: Annotated[
         list[str] | None, typer.Option(help="A schema id the agency may push; repeat")
     ] = None,
@@ -36,6 +44,8 @@ def create(
     ] = None,
 ) -> None:
     """Issue a token. The secret is printed once and stored only as a hash."""
+    from nodes import tokens
+
     lifetime = _duration(expires, allow_zero=False)
     with open_node(directory) as node:
         record, secret = tokens.issue_token(
@@ -84,6 +94,8 @@ def list_tokens(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tokens as JSON")] = False,
 ) -> None:
     """List tokens (never their secrets), with expiry, last use and rotation (times in UTC)."""
+    from nodes import tokens
+
     with open_node(directory) as node:
         found = tokens.list_all(node.engine)
     now = utcnow()
@@ -131,6 +143,8 @@ def rotate(
     ],
 ) -> None:
     """Give a token a new secret (same name, role and schemas); the old one works for --grace."""
+    from nodes import tokens
+
     period = _duration(grace, allow_zero=True)
     assert period is not None
     with open_node(directory) as node:
@@ -150,6 +164,8 @@ def revoke(
     directory: NodeDir, name: Annotated[str, typer.Argument(help="The token's name")]
 ) -> None:
     """Revoke a token at once; its holder gets 401 from now on."""
+    from nodes import tokens
+
     with open_node(directory) as node:
         record = tokens.revoke_token(node.engine, name=name, now=utcnow(), actor=operator())
     console.print(f"Token [bold]{record.name}[/] revoked.")

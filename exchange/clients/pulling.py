@@ -29,12 +29,7 @@ from exchange.clients.peer import (
     PeerProtocolError,
 )
 from exchange.signing import witnessing
-from exchange.signing.signatures import (
-    RequestMessage,
-    ResponseMessage,
-    VerifiedSignature,
-    verify_response,
-)
+from exchange.signing.signatures import VerifiedSignature
 from nodes import keys, peers
 from nodes.audit import log as audit_log
 from nodes.audit.witness import WitnessResult
@@ -215,23 +210,4 @@ def pull(
         cached=bool(release.get("cached", False)),
         document=document,
         witness=witnessing.record(node, client.peer_id, document, now=clock()),
-    )
-
-
-def reverify(stored: received.ReceivedRelease, public_key: Ed25519PublicKey) -> VerifiedSignature:
-    """Check a stored release's signature again, as of when it was received.
-
-    Evidence for later: raises a SignatureError if the stored bytes were altered.
-    """
-    request = RequestMessage(
-        stored.request.method, stored.request.url, stored.request.headers, stored.request.body
-    )
-    response = ResponseMessage(
-        stored.response.status, stored.response.headers, stored.response.body, request
-    )
-    return verify_response(
-        response,
-        resolve_key=lambda kid: public_key if kid == stored.key_id else None,
-        now=stored.received_at,
-        max_age=3600,
     )

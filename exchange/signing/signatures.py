@@ -508,20 +508,6 @@ def to_httpx2_request(message: RequestMessage) -> httpx2.Request:
     )
 
 
-def response_from_httpx2(response: httpx2.Response) -> ResponseMessage:
-    """A response and the request httpx2 sent for it.
-
-    Raises InvalidSignatureError for a content-coded response: httpx2 decodes the body,
-    while Content-Digest covers the coded bytes. Ask peers for ``Accept-Encoding: identity``.
-    """
-    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
-        raise InvalidSignatureError("a content-coded response cannot be checked; ask for identity")
-    request = request_from_httpx2(response.request)
-    return ResponseMessage(
-        response.status_code, _fields(response.headers.raw), response.read(), request
-    )
-
-
 async def request_from_starlette(
     request: StarletteRequest, *, public_base_url: str, body: bytes | None = None
 ) -> RequestMessage:

@@ -5,24 +5,25 @@ The pure core (no I/O, no database; re-exported here):
 * `entry`: canonical entry bytes, leaf hash, the ``prev`` hash chain
 * `merkle`: RFC 6962 / RFC 9162 roots, inclusion and consistency proofs, `Frontier`
 * `checkpoint`: Ed25519-signed tree heads
-* `export`: writing an export file
+* `export_format`: writing an export file
 * `verifier`: the standalone offline verifier (stdlib + cryptography only)
 
 On the node's database (import them by module, so importing the core stays I/O-free):
 
 * `tables`: the audit tables; `log`: `append` inside the act's transaction
-* `tree`: roots and proofs from stored subtrees; `signer`: signing and reading checkpoints
+* `tree`: roots and proofs from stored subtrees; `checkpoint_store`: signing and reading
+  checkpoints
 * `startup`: the check that refuses to serve a cut, rewritten or damaged log
 * `anchor`: the newest signed checkpoint, kept beside the key, outside the database
-* `vocabulary`: the closed vocabularies of entries; `summary`: filtering and totals (CLI)
-* `queries`, `exporting`: what auditors read; `events`: entries for refused requests
+* `vocabulary`: the closed vocabularies of entries; `lookup`: the index and its `Filters`;
+  `summary`: filtered entries and totals (CLI)
+* `reading`, `export`: what auditors read and take away; `events`: entries for refused requests
 * `witness`: peers' checkpoints and flags; `status`: the log at a glance (``/readyz``)
 """
 
 from nodes.audit.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
-    key_id_for,
     parse_signed_checkpoint,
     sign_checkpoint,
     verify_checkpoint,
@@ -35,7 +36,7 @@ from nodes.audit.errors import (
     InvalidEntryError,
     InvalidProofError,
 )
-from nodes.audit.export import build_export, export_lines, write_export
+from nodes.audit.export_format import build_export, export_lines, write_export
 from nodes.audit.merkle import (
     EMPTY_ROOT,
     MerkleTree,
@@ -65,7 +66,6 @@ __all__ = [
     "encode_entry",
     "entry_leaf_hash",
     "export_lines",
-    "key_id_for",
     "leaf_hash",
     "node_hash",
     "parse_signed_checkpoint",

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from nodes import identity
 from nodes.audit import verifier
 from nodes.audit.canonical import (
     canonical_json,
@@ -92,11 +93,6 @@ class SignedCheckpoint:
         )
 
 
-def key_id_for(public_key: Ed25519PublicKey) -> str:
-    """The node's key id (unpadded base64url SHA-256 of the raw key, as `nodes.identity`)."""
-    return verifier.key_id(public_key)
-
-
 def sign_checkpoint(
     private_key: Ed25519PrivateKey,
     *,
@@ -108,7 +104,7 @@ def sign_checkpoint(
 ) -> SignedCheckpoint:
     """Sign the tree head ``(tree_size, root_hash)`` of this node's log.
 
-    ``key_id`` defaults to `key_id_for` the private key's public half.
+    ``key_id`` defaults to the key id (`nodes.identity.key_id`) of the private key's public half.
     Raises InvalidCheckpointError if a field is malformed.
     """
     if not isinstance(root_hash, bytes) or len(root_hash) != HASH_SIZE:
@@ -118,7 +114,7 @@ def sign_checkpoint(
         root_hash=root_hash.hex(),
         time=time,
         node_id=node_id,
-        key_id=key_id if key_id is not None else key_id_for(private_key.public_key()),
+        key_id=key_id if key_id is not None else identity.key_id(private_key.public_key()),
     )
     body = checkpoint.to_bytes()
     return SignedCheckpoint(checkpoint, body, private_key.sign(body))
@@ -146,8 +142,10 @@ def parse_signed_checkpoint(line: bytes) -> SignedCheckpoint:
     return SignedCheckpoint(checkpoint, raw.body, raw.signature)
 
 
-def verify_checkpoint(public_key: Ed25519PublicKey, signed: SignedCheckpoint) -> Checkpoint:
+def verify_checkpoint(signed: SignedCheckpoint, public_key: Ed25519PublicKey) -> Checkpoint:
     """Return the checkpoint if its signature verifies over the bytes received.
+
+    Arguments in the order of the verifier's twin (`verifier.verify_checkpoint`).
 
     Raises InvalidCheckpointError otherwise.
     """

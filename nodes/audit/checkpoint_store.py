@@ -33,7 +33,6 @@ from nodes import ledger
 from nodes.audit import anchor, lookup, tree
 from nodes.audit.checkpoint import (
     SignedCheckpoint,
-    key_id_for,
     parse_signed_checkpoint,
     sign_checkpoint,
 )
@@ -41,6 +40,7 @@ from nodes.audit.errors import LogIntegrityError, LogNotInitializedError
 from nodes.audit.log import read_head
 from nodes.audit.tables import audit_checkpoints
 from nodes.database import reading, writing
+from nodes.identity import key_id
 
 _SIGNER_LOCK = zlib.crc32(b"crisis-exchange/audit-signer")
 
@@ -180,13 +180,9 @@ def _keep(
     if held is None or (new.checkpoint.tree_size >= held.checkpoint.tree_size and new != held):
         # The key that signs a new checkpoint signs its ledger; an older latest one was
         # perhaps signed by a retired key, and is then anchored without the ledger.
-        same_key = new.checkpoint.key_id == _key_id(private_key)
+        same_key = new.checkpoint.key_id == key_id(private_key.public_key())
         totals = ledger.accounts(conn) if same_key else None
         anchor.write(anchor_path, new, ledger=totals, private_key=private_key)
-
-
-def _key_id(private_key: Ed25519PrivateKey) -> str:
-    return key_id_for(private_key.public_key())
 
 
 def sign_if_due(

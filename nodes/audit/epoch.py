@@ -32,10 +32,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, Engine, select
 
-from nodes import ledger
+from nodes import identity, ledger
 from nodes.audit import anchor, checkpoint_store
 from nodes.audit.canonical import canonical_json, check_count, check_hex64, format_time, parse_time
-from nodes.audit.checkpoint import SignedCheckpoint, key_id_for
+from nodes.audit.checkpoint import SignedCheckpoint
 from nodes.audit.errors import AuditError, LogIntegrityError
 from nodes.audit.log import append, read_head
 from nodes.audit.merkle import Frontier
@@ -141,7 +141,7 @@ def sign_statement(
         {
             "type": STATEMENT_TYPE,
             "node_id": node_id,
-            "key_id": key_id_for(private_key.public_key()),
+            "key_id": identity.key_id(private_key.public_key()),
             "abandoned_tree_size": c.tree_size,
             "abandoned_root_hash": c.root_hash,
             "abandoned_time": format_time(c.time),

@@ -1,80 +1,135 @@
-"""Writing audit exports: the file an auditor takes away and verifies offline.
+"""Exporting the whole log, for the API and the CLI alike.
 
-The format is defined by the standalone verifier (`nodes.audit.verifier`) and
-documented in docs/audit.md: a header line, then entry lines (each entry's
-canonical bytes, verbatim) with each checkpoint line placed right after the
-last entry it covers. The node and the tests both write through here, so
-what the node exports is what the tests verify.
+An export is taken in two steps so a stream never fails half-way for a reason known up
+front: `prepare` logs the export itself and signs a checkpoint covering every entry (that
+one included) in transactions of their own; `stream` then reads exactly the entries that
+checkpoint covers, from one read transaction, and writes them in the verifier's format
+(`nodes.audit.export_format`) with the node's checkpoints after the entries they cover.
 
-Streaming: entries are consumed once, in order, and never held in memory.
+Every checkpoint goes into the export, whichever of the node's keys signed it, with the
+node's key endorsements (`key_lines`) after the header: the verifier follows the chain from
+the key the auditor trusts to the keys that signed later checkpoints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
-from nodes.audit import verifier
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, select
+
+from nodes import keys
+from nodes.audit import checkpoint_store, verifier
 from nodes.audit.checkpoint import SignedCheckpoint
-from nodes.audit.errors import ExportError
+from nodes.audit.export_format import export_lines
+from nodes.audit.log import append
+from nodes.audit.tables import audit_entries
+from nodes.audit.vocabulary import Role
+from nodes.database import reading, writing
+from nodes.identity import b64url_decode, load_key, public_key_text
+from nodes.times import utc_text
+
+#: Bytes per chunk handed to the HTTP response or file.
+CHUNK = 1 << 16
 
 
-def export_lines(
-    entries: Iterable[bytes],
-    checkpoints: Iterable[SignedCheckpoint],
-    key_lines: Iterable[bytes] = (),
+def prepare(
+    engine: Engine, private_key: Ed25519PrivateKey, *, actor: str, role: Role, now: datetime
+) -> SignedCheckpoint:
+    """Log the export and sign a checkpoint covering it; return that checkpoint."""
+    with writing(engine) as conn:
+        append(
+            conn,
+            actor=actor,
+            role=role,
+            action="audit.export",
+            resource="log:audit",
+            outcome="allowed",
+            reason="export of the whole log with its signed checkpoints",
+            now=now,
+        )
+    return checkpoint_store.sign(engine, private_key, now=now, force=False)
+
+
+def key_lines(keys_dir: Path, *, node_id: str) -> list[bytes]:
+    """The node's key endorsements as export key lines, oldest rotation first.
+
+    Each is ``{"key":STATEMENT,"signature":"SIG"}``: the statement the previous key signed
+    (`nodes.keys.endorsement_bytes`, in the spelling that verifies: rotations made before
+    times had one spelling used another) and that signature in standard base64. Keys past
+    their grace period are included: they signed checkpoints the export holds.
+    """
+    ring_file = keys_dir / keys.KEYRING
+    if not ring_file.is_file():
+        return []
+    node_keys = {p.stem: load_key(keys_dir, p.stem).public_key for p in keys_dir.glob("*.pem")}
+    ring: dict[str, dict[str, object]] = json.loads(ring_file.read_text())["keys"]
+    lines: list[tuple[datetime, bytes]] = []
+    for kid, entry in ring.items():
+        endorsed = entry.get("endorsement")
+        if not isinstance(endorsed, dict) or kid not in node_keys:
+            continue
+        endorser = node_keys.get(str(endorsed["by"]))
+        valid_from = datetime.fromisoformat(str(entry["valid_from"]))
+        until = datetime.fromisoformat(str(endorsed["previous_valid_until"]))
+        signature = b64url_decode(str(endorsed["signature"]))
+        for spell in (utc_text, _legacy_time):
+            statement = keys.endorsement_bytes(
+                node_id=node_id,
+                kid=kid,
+                public_key=public_key_text(node_keys[kid]),
+                valid_from=valid_from,
+                previous_kid=str(endorsed["by"]),
+                previous_valid_until=until,
+                spell=spell,
+            )
+            try:
+                if endorser is not None:
+                    endorser.verify(signature, statement)
+            except InvalidSignature:
+                continue
+            line = (
+                verifier.KEY_PREFIX
+                + statement
+                + verifier.SIGNATURE_SEPARATOR
+                + base64.b64encode(signature)
+                + verifier.CHECKPOINT_SUFFIX
+            )
+            lines.append((valid_from, line))
+            break
+    return [line for _when, line in sorted(lines)]
+
+
+def _legacy_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def stream(
+    engine: Engine, final: SignedCheckpoint, key_lines: Sequence[bytes] = ()
 ) -> Iterator[bytes]:
-    """Yield the export's lines, each ending in ``\\n``.
-
-    ``entries`` are canonical entry bytes in seq order from seq 0; ``key_lines`` the node's
-    key endorsements, oldest first (`nodes.audit.exporting.key_lines`), written right after
-    the header so the verifier knows every key before the first checkpoint. Raises
-    ExportError (after yielding what came before) if an entry cannot be a
-    line, or a checkpoint covers more entries than were given.
-    """
-    pending = sorted(checkpoints, key=lambda c: c.checkpoint.tree_size)
-    yield verifier.EXPORT_HEADER + b"\n"
-    for line in key_lines:
-        yield line + b"\n"
-    count = 0
-    while pending and pending[0].checkpoint.tree_size == 0:
-        yield pending.pop(0).to_line() + b"\n"
-    for data in entries:
-        _check_entry_line(data, count)
-        yield data + b"\n"
-        count += 1
-        while pending and pending[0].checkpoint.tree_size == count:
-            yield pending.pop(0).to_line() + b"\n"
-    if pending:
-        size = pending[0].checkpoint.tree_size
-        raise ExportError(f"a checkpoint covers {size} entries but only {count} were given")
-
-
-def write_export(
-    out: BinaryIO, entries: Iterable[bytes], checkpoints: Iterable[SignedCheckpoint]
-) -> int:
-    """Write an export to a binary stream; return the number of entries written.
-
-    Raises ExportError as `export_lines` does; the stream then holds a partial
-    export that the verifier will reject.
-    """
-    count = -1
-    for line in export_lines(entries, checkpoints):
-        out.write(line)
-        if not line.startswith(verifier.CHECKPOINT_PREFIX):
-            count += 1
-    return count
-
-
-def build_export(entries: Iterable[bytes], checkpoints: Iterable[SignedCheckpoint]) -> bytes:
-    """The whole export as bytes (for tests and small logs)."""
-    return b"".join(export_lines(entries, checkpoints))
-
-
-def _check_entry_line(data: bytes, seq: int) -> None:
-    if not isinstance(data, bytes):
-        raise ExportError(f"entry seq {seq} is not bytes")
-    if b"\n" in data or not data.startswith(b"{") or data.startswith(verifier.CHECKPOINT_PREFIX):
-        raise ExportError(f"entry seq {seq} is not canonical entry JSON on one line")
-    if len(data) > verifier.MAX_LINE_BYTES:
-        raise ExportError(f"entry seq {seq} is longer than {verifier.MAX_LINE_BYTES} bytes")
+    """The export's bytes in chunks: key lines, every entry ``final`` covers, ``final`` last."""
+    size = final.checkpoint.tree_size
+    with reading(engine) as conn:
+        checkpoints = list(checkpoint_store.checkpoints_up_to(conn, size))
+        rows = conn.execute(
+            select(audit_entries.c.entry)
+            .where(audit_entries.c.seq < size)
+            .order_by(audit_entries.c.seq)
+            .execution_options(yield_per=5000)
+        )
+        entries = (bytes(entry) for (entry,) in rows)
+        buffer: list[bytes] = []
+        filled = 0
+        for line in export_lines(entries, checkpoints, key_lines):
+            buffer.append(line)
+            filled += len(line)
+            if filled >= CHUNK:
+                yield b"".join(buffer)
+                buffer, filled = [], 0
+        if buffer:
+            yield b"".join(buffer)

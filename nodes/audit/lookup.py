@@ -28,25 +28,37 @@ from nodes.audit.vocabulary import normalize
 _BATCH = 5000
 
 
+#: Fields matched exactly; the last four are read in today's vocabulary (`normalize`).
+MATCHED = ("actor", "action", "outcome", "partner", "schema", "rule")
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """Exact actor and action, ``since`` inclusive and ``until`` exclusive; None: any."""
+    """Exact matches on the structured fields; ``since`` inclusive, ``until`` exclusive.
+
+    None matches anything. One type for the auditor API (`nodes.audit.reading`) and the CLI
+    (`nodes.audit.summary`), so both filter the same way.
+    """
 
     actor: str | None = None
     action: str | None = None
+    outcome: str | None = None
+    partner: str | None = None
+    schema: str | None = None
+    rule: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.actor, self.action, self.since, self.until))
+        return any(getattr(self, name) is not None for name in (*MATCHED, "since", "until"))
 
     def matches(self, entry: dict[str, Any]) -> bool:
-        """Whether a parsed entry passes every filter (for entries not yet indexed)."""
-        if self.actor is not None and entry["actor"] != self.actor:
-            return False
-        if self.action is not None and entry["action"] != self.action:
-            return False
+        """Whether an entry, parsed and normalized, passes every filter."""
+        for name in MATCHED:
+            wanted = getattr(self, name)
+            if wanted is not None and entry.get(name) != wanted:
+                return False
         if self.since is None and self.until is None:
             return True
         time = parse_time(entry["time"])
@@ -96,10 +108,10 @@ def find(conn: Connection, filters: Filters, *, start: int, limit: int, indexed:
     """
     table = audit_lookup
     query = select(table.c.seq).where(table.c.seq >= start, table.c.seq < indexed)
-    if filters.actor is not None:
-        query = query.where(table.c.actor == filters.actor)
-    if filters.action is not None:
-        query = query.where(table.c.action == filters.action)
+    for name in MATCHED:
+        wanted = getattr(filters, name)
+        if wanted is not None:
+            query = query.where(table.c[name] == wanted)
     if filters.since is not None:
         query = query.where(table.c.time >= filters.since)
     if filters.until is not None:
@@ -114,7 +126,7 @@ def find(conn: Connection, filters: Filters, *, start: int, limit: int, indexed:
         .execution_options(yield_per=1000)
     )
     for seq, data in tail:
-        if filters.matches(json.loads(bytes(data))):
+        if filters.matches(normalize(json.loads(bytes(data)))):
             found.append(int(seq))
             if len(found) == limit:
                 break

@@ -27,7 +27,7 @@ import fcntl
 import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, select
 
-from nodes import ledger
+from nodes import identity, ledger
 from nodes.audit import anchor, checkpoint_store, tree, verifier
-from nodes.audit.checkpoint import SignedCheckpoint, key_id_for, verify_checkpoint
+from nodes.audit.checkpoint import SignedCheckpoint, verify_checkpoint
 from nodes.audit.entry import GENESIS_PREV
 from nodes.audit.errors import InvalidCheckpointError, LogIntegrityError
 from nodes.audit.log import append, initialize, read_head
@@ -85,7 +85,7 @@ def open_log(engine: Engine, *, node_id: str, keys_dir: Path) -> LogStatus:
             # Signed without the anchor, and verified: anchor it with the ledger as it stands.
             key = load_current(keys_dir)
             totals = None
-            if status.checkpoint.checkpoint.key_id == key_id_for(key.public_key):
+            if status.checkpoint.checkpoint.key_id == identity.key_id(key.public_key):
                 with reading(engine) as conn:
                     totals = ledger.accounts(conn)
             anchor.write(path, status.checkpoint, ledger=totals, private_key=key.private_key)
@@ -140,7 +140,7 @@ def known_public_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:
             continue
         public = private.public_key()
         if isinstance(public, Ed25519PublicKey):
-            found[key_id_for(public)] = public
+            found[identity.key_id(public)] = public
     return found
 
 
@@ -157,7 +157,8 @@ def check_log(
     raises LogIntegrityError, whose message says what is wrong and that the node refuses
     to serve.
     """
-    with _snapshot(engine) as conn:
+    # Streamed results are closed on every refusal: a server-side cursor is never left open.
+    with _snapshot(engine) as conn, ExitStack() as stack:
         # Checkpoint before head before entries: later appends only add, never contradict.
         try:
             signed = checkpoint_store.latest_checkpoint(conn)
@@ -173,13 +174,15 @@ def check_log(
         where = anchor.describe(anchored, anchor_path or Path()) if anchored else ""
         frontier = Frontier()
         nodes = _NodeDigests(covered)
-        checkpoints = _CheckpointRows(conn)
+        checkpoints = stack.enter_context(_CheckpointRows(conn))
         checkpoints.check(frontier)
         previous = GENESIS_PREV.encode()
-        rows = conn.execute(
-            select(audit_entries.c.seq, audit_entries.c.entry, audit_entries.c.leaf_hash)
-            .order_by(audit_entries.c.seq)
-            .execution_options(yield_per=10_000)
+        rows = stack.enter_context(
+            conn.execute(
+                select(audit_entries.c.seq, audit_entries.c.entry, audit_entries.c.leaf_hash)
+                .order_by(audit_entries.c.seq)
+                .execution_options(yield_per=10_000)
+            )
         )
         for seq, entry, stored_leaf in rows:
             data = bytes(entry)
@@ -242,19 +245,24 @@ class _CheckpointRows:
     """Every stored checkpoint row, smallest first, checked as the entries reach its size."""
 
     def __init__(self, conn: Connection) -> None:
-        self._rows = iter(
-            conn.execute(
-                select(
-                    audit_checkpoints.c.tree_size,
-                    audit_checkpoints.c.root_hash,
-                    audit_checkpoints.c.key_id,
-                    audit_checkpoints.c.line,
-                )
-                .order_by(audit_checkpoints.c.tree_size, audit_checkpoints.c.id)
-                .execution_options(yield_per=1000)
+        self._result = conn.execute(
+            select(
+                audit_checkpoints.c.tree_size,
+                audit_checkpoints.c.root_hash,
+                audit_checkpoints.c.key_id,
+                audit_checkpoints.c.line,
             )
+            .order_by(audit_checkpoints.c.tree_size, audit_checkpoints.c.id)
+            .execution_options(yield_per=1000)
         )
+        self._rows = iter(self._result)
         self._next = next(self._rows, None)
+
+    def __enter__(self) -> _CheckpointRows:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._result.close()
 
     def check(self, frontier: Frontier) -> None:
         while self._next is not None and self._next.tree_size <= frontier.size:
@@ -295,21 +303,21 @@ class _NodeDigests:
 
     def compare(self, conn: Connection) -> None:
         found: dict[int, tuple[int, hashlib._Hash]] = {}
-        rows = conn.execute(
+        with conn.execute(
             select(audit_nodes.c.height, audit_nodes.c.idx, audit_nodes.c.hash)
             .order_by(audit_nodes.c.height, audit_nodes.c.idx)
             .execution_options(yield_per=10_000)
-        )
-        for h, j, value in rows:
-            count, digest = found.get(h) or (0, hashlib.sha256())
-            if j != count:
-                raise _refuse(
-                    f"the stored Merkle subtrees (audit_nodes) do not match the latest "
-                    f"checkpoint of size {self.covered}: height {h} holds index {j} where "
-                    f"{count} belongs"
-                )
-            digest.update(bytes(value))
-            found[h] = (count + 1, digest)
+        ) as rows:
+            for h, j, value in rows:
+                count, digest = found.get(h) or (0, hashlib.sha256())
+                if j != count:
+                    raise _refuse(
+                        f"the stored Merkle subtrees (audit_nodes) do not match the latest "
+                        f"checkpoint of size {self.covered}: height {h} holds index {j} where "
+                        f"{count} belongs"
+                    )
+                digest.update(bytes(value))
+                found[h] = (count + 1, digest)
         for h in sorted(found.keys() | self.expected.keys()):
             have = found.get(h)
             want = self.expected.get(h)
@@ -373,20 +381,20 @@ def _lost(conn: Connection, count: int, size: int) -> str:
             "that checkpoint (the database no longer holds its subtrees): they may have been "
             "replaced too"
         )
-    leaves = conn.execute(
+    with conn.execute(
         select(audit_entries.c.leaf_hash)
         .where(audit_entries.c.seq < 2 * pairs)
         .order_by(audit_entries.c.seq)
         .execution_options(yield_per=10_000)
-    )
-    iterator = (bytes(leaf) for (leaf,) in leaves)
-    for j, value in stored:
-        if node_hash(next(iterator), next(iterator)) != bytes(value):
-            first = 2 * int(j)
-            return (
-                f"{_seqs(first, count)} replaced (the first change is at seq {first} or "
-                f"{first + 1}: the signed tree pairs them) and {gone}"
-            )
+    ) as leaves:
+        iterator = (bytes(leaf) for (leaf,) in leaves)
+        for j, value in stored:
+            if node_hash(next(iterator), next(iterator)) != bytes(value):
+                first = 2 * int(j)
+                return (
+                    f"{_seqs(first, count)} replaced (the first change is at seq {first} or "
+                    f"{first + 1}: the signed tree pairs them) and {gone}"
+                )
     if count % 2:
         return f"{gone} (entry seq {count - 1} cannot be compared: its pair is gone)"
     return gone
@@ -406,7 +414,7 @@ def _check_signature(
     if key is None:
         raise _refuse(f"{what} names key {checkpoint.key_id}, which this node lacks")
     try:
-        verify_checkpoint(key, signed)
+        verify_checkpoint(signed, key)
     except InvalidCheckpointError:
         raise _refuse(f"{what} has a signature that does not verify") from None
 

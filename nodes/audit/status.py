@@ -1,4 +1,4 @@
-"""The audit log at a glance, for ``/readyz`` details and the dashboard.
+"""The audit log at a glance, for ``/readyz`` details and the operator's metrics.
 
 Reports, never decides: a flagged peer does not make this node unready (it can still serve
 its agencies), but an operator and the orchestrator's logs should see it at once.

@@ -11,46 +11,19 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from nodes.audit.canonical import parse_time
 from nodes.audit.checkpoint_store import latest_checkpoint
 from nodes.audit.log import read_head
+from nodes.audit.lookup import Filters
 from nodes.audit.tables import audit_entries, audit_lookup
 from nodes.audit.vocabulary import normalize
 from nodes.database import reading
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """Exact matches on the structured fields; ``since`` inclusive, ``until`` exclusive."""
-
-    actor: str | None = None
-    action: str | None = None
-    outcome: str | None = None
-    partner: str | None = None
-    schema: str | None = None
-    rule: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def matches(self, entry: dict[str, Any]) -> bool:
-        for name in ("actor", "action", "outcome", "partner", "schema", "rule"):
-            wanted = getattr(self, name)
-            if wanted is not None and entry.get(name) != wanted:
-                return False
-        if self.since is None and self.until is None:
-            return True
-        time = parse_time(entry["time"])
-        return (self.since is None or time >= self.since) and (
-            self.until is None or time < self.until
-        )
-
-
-def entries(engine: Engine, query: Query, *, start: int = 0) -> Iterator[dict[str, Any]]:
+def entries(engine: Engine, query: Filters, *, start: int = 0) -> Iterator[dict[str, Any]]:
     """Matching entries from ``start`` on, normalized, in seq order."""
     with reading(engine) as conn:
         rows = conn.execute(
@@ -85,7 +58,7 @@ class Summary:
             self.epsilon_micro[partner] += int(entry["epsilon_micro"])
 
 
-def summarize(engine: Engine, query: Query) -> Summary:
+def summarize(engine: Engine, query: Filters) -> Summary:
     """Count every matching entry."""
     summary = Summary()
     for entry in entries(engine, query):

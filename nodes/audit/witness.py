@@ -143,7 +143,7 @@ def record_peer_checkpoint(
     tree grew and no proof was given.
     """
     signed = parse_signed_checkpoint(line)
-    checkpoint = verify_checkpoint(public_key, signed)
+    checkpoint = verify_checkpoint(signed, public_key)
     if checkpoint.node_id != peer_id:
         raise InvalidCheckpointError(
             f"the checkpoint is for node {checkpoint.node_id!r}, not peer {peer_id!r}"

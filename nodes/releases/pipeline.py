@@ -42,6 +42,7 @@ import rfc8785
 from sqlalchemy import Connection
 
 from nodes import aggregates, ledger
+from nodes.access import ForbiddenError
 from nodes.audit import log as audit_log
 from nodes.audit.vocabulary import Outcome
 from nodes.database import reading, writing
@@ -51,11 +52,11 @@ from nodes.releases import store
 from nodes.releases.document import Release
 from policies import privacy
 from policies.accounts import BudgetLine
-from policies.decision import Decision, ReleaseRequest, decide, decide_with_keys
+from policies.decision import Allowed, Decision, Denied, ReleaseRequest, decide, decide_with_keys
 from policies.keyspace import KeySpace
 from policies.privacy import Counts
 from policies.query import ReleaseQuery
-from schemas.errors import ExchangeError, ForbiddenError
+from schemas.errors import ExchangeError
 
 __all__ = [
     "InsufficientBudgetError",
@@ -82,7 +83,7 @@ class ReleaseInProgressError(ExchangeError):
 class PolicyDeniedError(ForbiddenError):
     """The policy refuses the request; ``decision`` says which rule and why."""
 
-    def __init__(self, decision: Decision) -> None:
+    def __init__(self, decision: Denied) -> None:
         self.decision = decision
         self.problem_extra = {
             "rule": decision.rule,
@@ -96,7 +97,7 @@ def check(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetime)
     """The decision, its effective query and cost, and the budget it would leave (nothing
     if a stored release already answers it). Spends and records nothing."""
     decision = decide(ReleaseRequest(partner_id=partner_id, query=query), node.policy, now)
-    if not decision.allowed or decision.cost is None or decision.effective is None:
+    if isinstance(decision, Denied):
         return decision
     with reading(node.engine) as conn:
         version = aggregates.data_version(conn, decision.schema_id)
@@ -117,12 +118,11 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
     computed after ``IN_FLIGHT_WAIT`` seconds.
     """
     request = ReleaseRequest(partner_id=partner_id, query=query)
-    decision, space = decide_with_keys(request, node.policy, now)
-    if not decision.allowed or space is None:
-        _refuse(node, decision, PolicyDeniedError(decision), now)
+    decided = decide_with_keys(request, node.policy, now)
+    if isinstance(decided[0], Denied):
+        _refuse(node, decided[0], PolicyDeniedError(decided[0]), now)
+    decision, space = decided  # allowed, with the key set it was priced on
     effective, cost = decision.effective, decision.cost
-    assert effective is not None
-    assert cost is not None
     deadline = time.monotonic() + IN_FLIGHT_WAIT
     while True:
         if time.monotonic() > deadline:
@@ -160,14 +160,13 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
 
 
 def _reserve(
-    node: Node, decision: Decision, *, key: str, data_version: int, now: dt.datetime
+    node: Node, decision: Allowed, *, key: str, data_version: int, now: dt.datetime
 ) -> tuple[int, tuple[BudgetLine, ...]] | None:
     """Claim the slot, charge the ledger and audit, in one transaction (step 3).
 
     Returns the release id and the accounts after the charge, or None, charging nothing,
     if an identical release holds the slot. Raises InsufficientBudgetError, audited.
     """
-    assert decision.cost is not None
     try:
         with writing(node.engine) as conn:
             release_id = store.insert_reserved(
@@ -186,7 +185,7 @@ def _reserve(
 
 def _draw(
     node: Node,
-    decision: Decision,
+    decision: Allowed,
     space: KeySpace,
     exact: dict[str, Counts],
     release_id: int,
@@ -198,8 +197,6 @@ def _draw(
     privacy is spent from here on, whatever happens next; on failure the release gives
     up its slot (it stays charged) so that the question can be asked again."""
     effective, cost = decision.effective, decision.cost
-    assert effective is not None
-    assert cost is not None
     try:
         values = _published(decision, privacy.noisy(cost, exact))
         with writing(node.engine) as conn:
@@ -228,7 +225,7 @@ def _draw(
     )
 
 
-def _published(decision: Decision, noisy: dict[str, Counts]) -> store.Values:
+def _published(decision: Allowed, noisy: dict[str, Counts]) -> store.Values:
     """Post-processing: clamp, then withhold the values under the suppression threshold."""
     values: store.Values = {}
     for measure, vector in noisy.items():
@@ -279,7 +276,7 @@ def _give_up(node: Node, release_id: int) -> None:
 
 
 def _repeat(
-    node: Node, decision: Decision, cached: store.StoredRelease, now: dt.datetime
+    node: Node, decision: Allowed, cached: store.StoredRelease, now: dt.datetime
 ) -> Release:
     """Serve a stored release again: the same noise, nothing charged, but audited."""
     with writing(node.engine) as conn:

@@ -142,17 +142,6 @@ def get(engine: Engine, received_id: int) -> ReceivedRelease:
     return _record(row)
 
 
-def list_from(
-    engine: Engine, *, peer_id: str | None = None, limit: int = 100
-) -> list[ReceivedRelease]:
-    """The latest releases received, newest first, from one peer or all."""
-    query = select(received_releases).order_by(received_releases.c.id.desc()).limit(limit)
-    if peer_id is not None:
-        query = query.where(received_releases.c.peer_id == peer_id)
-    with reading(engine) as conn:
-        return [_record(r) for r in conn.execute(query)]
-
-
 def count(engine: Engine) -> int:
     with reading(engine) as conn:
         return int(conn.execute(select(func.count()).select_from(received_releases)).scalar_one())

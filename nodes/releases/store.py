@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nodes.releases.tables import releases
-from policies.decision import Decision
+from policies.decision import Allowed
 from policies.keyspace import Axis
 from policies.privacy import MeasureCost
 from policies.query import EffectiveQuery
@@ -54,7 +54,7 @@ def cache_key(effective: EffectiveQuery, data_version: int) -> str:
 
 
 def insert_reserved(
-    conn: Connection, *, decision: Decision, cache_key: str, data_version: int, now: dt.datetime
+    conn: Connection, *, decision: Allowed, cache_key: str, data_version: int, now: dt.datetime
 ) -> int | None:
     """The release row, written in the transaction that reserves its budget, holding the
     partner's slot for ``cache_key``; None (nothing written) if a release holds it already.
@@ -62,9 +62,6 @@ def insert_reserved(
     On PostgreSQL an insert that meets a slot claimed by a transaction not yet committed
     waits for it to end; on SQLite writers are serialized anyway.
     """
-    assert decision.effective is not None
-    assert decision.cost is not None
-    assert decision.agreement_id is not None
     noise = [c.model_dump(mode="json") for c in decision.cost.measures]
     insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
     found = conn.execute(

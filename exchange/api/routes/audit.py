@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from exchange.api.dependencies import CurrentAuditor, NodeDep
 from exchange.api.problems import documented
-from nodes.audit import epoch, exporting, reading
+from nodes.audit import epoch, reading
+from nodes.audit import export as log_export
 from nodes.audit.canonical import format_time
 from nodes.audit.checkpoint import SignedCheckpoint
 from nodes.audit.epoch import EpochStatement
@@ -269,7 +270,7 @@ async def consistency_proof(
 )
 async def export(node: NodeDep, auditor: CurrentAuditor) -> StreamingResponse:
     final = await run_in_threadpool(
-        lambda: exporting.prepare(
+        lambda: log_export.prepare(
             node.engine,
             node.key.private_key,
             actor=f"token:{auditor.name}",
@@ -280,10 +281,10 @@ async def export(node: NodeDep, auditor: CurrentAuditor) -> StreamingResponse:
     size = final.checkpoint.tree_size
     filename = f"audit-{node.settings.node_id}-{size}.jsonl"
     return StreamingResponse(
-        exporting.stream(
+        log_export.stream(
             node.engine,
             final,
-            exporting.key_lines(node.settings.keys_dir, node_id=node.settings.node_id),
+            log_export.key_lines(node.settings.keys_dir, node_id=node.settings.node_id),
         ),
         media_type=EXPORT_MEDIA_TYPE,
         headers={

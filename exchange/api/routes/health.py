@@ -21,11 +21,11 @@ from starlette.concurrency import run_in_threadpool
 
 from exchange.api.dependencies import NodeDep
 from nodes import migrate, tokens
+from nodes.access import AuthenticationError
 from nodes.audit import events as audit_events
 from nodes.audit import status as audit_status
 from nodes.database import ping
 from nodes.node import Node
-from schemas.errors import AuthenticationError
 
 router = APIRouter(tags=["operations"])
 
