@@ -1,4 +1,5 @@
-"""Who may do what: the errors for an unknown caller and a refused one.
+"""Who may do what: the roles a token gives, and the errors for an unknown caller and a
+refused one.
 
 Only a node knows its callers (bearer tokens, signing keys, nonces) and what each may do
 (roles, the policy), so these errors start here, the lowest layer that raises them;
@@ -9,7 +10,14 @@ them with 401 and 403.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from schemas.errors import ExchangeError
+
+#: What a bearer token may do. Kept here, light to import, because the CLI's ``--help``
+#: reads it before any node is opened.
+Role = Literal["agency", "auditor", "operator"]
+ROLES: tuple[Role, ...] = ("agency", "auditor", "operator")
 
 
 class AuthenticationError(ExchangeError):

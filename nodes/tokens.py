@@ -18,18 +18,15 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import Connection, Engine, or_, select, update
 
-from nodes.access import AuthenticationError
+from nodes.access import ROLES, AuthenticationError, Role
 from nodes.audit.log import append
 from nodes.database import reading, writing
 from nodes.tables import tokens
 from schemas.errors import ConflictError, InvalidInputError, NotFoundError
 
-Role = Literal["agency", "auditor", "operator"]
-ROLES: tuple[Role, ...] = ("agency", "auditor", "operator")
 PREFIX = "xt_"
 #: ``last_used_at`` is rewritten only when older than this, so most requests write nothing.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from nodes import tokens
+from nodes.access import Role
 from nodes.audit.log import append
 from nodes.audit.tables import audit_entries
 from nodes.database import writing
@@ -46,7 +47,7 @@ def add_entries(
             )
 
 
-def bearer(engine: Engine, *, name: str, role: tokens.Role) -> dict[str, str]:
+def bearer(engine: Engine, *, name: str, role: Role) -> dict[str, str]:
     """Issue a token of ``role`` and return its Authorization header."""
     schemas = ("weekly_epi@1",) if role == "agency" else ()
     _record, secret = tokens.issue_token(engine, name=name, role=role, schemas=schemas, now=now())

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from exchange.cli import app as cli
 from nodes import tokens
+from nodes.access import Role
 from nodes.node import Node
 from nodes.releases import pipeline
 from nodes.settings import NodeSettings
@@ -37,7 +38,7 @@ BODY = {
 }
 
 
-def bearer(node: Node, role: tokens.Role) -> dict[str, str]:
+def bearer(node: Node, role: Role) -> dict[str, str]:
     _record, secret = tokens.issue_token(
         node.engine,
         name=f"{role}-1",

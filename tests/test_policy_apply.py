@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from exchange.api.app import create_app
 from exchange.cli import app as cli
 from nodes import tokens
+from nodes.access import Role
 from nodes.node import Node
 from nodes.settings import NodeSettings
 from tests.audit_support import stored_entries
@@ -35,7 +36,7 @@ INVALID = edited_policy(("embargo_days: 14", "embargo_days: fourteen"))
 runner = CliRunner()
 
 
-def bearer(node: Node, role: tokens.Role, name: str = "ops") -> dict[str, str]:
+def bearer(node: Node, role: Role, name: str = "ops") -> dict[str, str]:
     _record, secret = tokens.issue_token(node.engine, name=name, role=role, schemas=(), now=NOW)
     return {"Authorization": f"Bearer {secret}"}
 

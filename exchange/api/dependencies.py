@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from exchange.api import partner_auth
 from exchange.signing.signatures import request_from_starlette
-from nodes import tokens
+from nodes import access, tokens
 from nodes.access import AuthenticationError, ForbiddenError
 from nodes.audit import events as audit_events
 from nodes.audit.vocabulary import Action, Role
@@ -138,7 +138,7 @@ async def _log_refusal(
     )
 
 
-def _role(required: tokens.Role) -> Callable[..., Awaitable[TokenRecord]]:
+def _role(required: access.Role) -> Callable[..., Awaitable[TokenRecord]]:
     async def check(
         request: Request, node: NodeDep, token: Annotated[TokenRecord, Depends(current_token)]
     ) -> TokenRecord:

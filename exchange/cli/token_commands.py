@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from exchange.cli.common import NodeDir, console, fail, open_node, operator, utcnow
+from nodes.access import Role  # light: typer reads it for --help
 
 if TYPE_CHECKING:
     from nodes import tokens
-
-#: nodes.tokens.Role, spelled here because typer reads it for --help and nodes.tokens pulls
-#: in the database layer (tests/test_cli_startup.py checks they agree).
-TokenRole = Literal["agency", "auditor", "operator"]
 
 
 def _duration(text: str | None, *, allow_zero: bool) -> dt.timedelta | None:
@@ -34,7 +31,7 @@ def _duration(text: str | None, *, allow_zero: bool) -> dt.timedelta | None:
 def create(
     directory: NodeDir,
     name: Annotated[str, typer.Option(help="Who holds it, e.g. moh-surveillance")],
-    role: Annotated[TokenRole, typer.Option(help="What the token may do")] = "agency",
+    role: Annotated[Role, typer.Option(help="What the token may do")] = "agency",
     schema: Annotated[
         list[str] | None, typer.Option(help="A schema id the agency may push; repeat")
     ] = None,
