@@ -1,7 +1,8 @@
 """Sentences in the reader's language, from the gettext catalogs in ``exchange/locales``.
 
-One set of catalogs serves the API and the web dashboard: row errors, problem titles and the
-coded ``Message`` of every other error (``schemas.errors.MESSAGES``). They are kept as
+One set of catalogs serves the API and the web dashboard: row errors, problem titles, the
+coded ``Message`` of every other error (``schemas.errors.MESSAGES``) and every sentence of
+the dashboard's templates (``{{ _("...") }}``, with ``%(name)s`` placeholders). They are kept as
 ``.po`` text and compiled in memory with Babel on first use, so a fresh ``pip install -e .``
 needs no build step. Labels of schemas, fields and codes are not here: they live with the schemas
 (``schemas.labels``); a sentence names a field by its label in the same language.
@@ -41,6 +42,8 @@ DOMAIN = "messages"
 #: Where ``extract`` looks for marked sentences, and the keywords that mark them.
 SOURCES = ("schemas", "exchange")
 KEYWORDS = {"N_": None, "_": None, "gettext": None, "ngettext": (1, 2)}
+#: The dashboard's templates (``exchange/ui/templates``) mark sentences with ``_()`` too.
+TEMPLATE_EXTRACTOR = "jinja2.ext:babel_extract"
 
 #: The problem's ``detail`` repeats this many row errors; all are in its ``errors`` member.
 SUMMARY_ROWS = 3
@@ -114,7 +117,10 @@ def extract(root: Path) -> Catalog:
     catalog = Catalog(project="crisis-exchange", domain=DOMAIN, fuzzy=False)
     for source in SOURCES:
         for filename, line, message, comments, context in extract_from_dir(
-            root / source, method_map=[("**.py", "python")], keywords=KEYWORDS
+            root / source,
+            method_map=[("**.py", "python"), ("ui/templates/**.html", TEMPLATE_EXTRACTOR)],
+            options_map={"ui/templates/**.html": {"extensions": "jinja2.ext.i18n"}},
+            keywords=KEYWORDS,
         ):
             catalog.add(
                 message,
@@ -123,3 +129,37 @@ def extract(root: Path) -> Catalog:
                 context=context,
             )
     return catalog
+
+
+def update_catalogs(root: Path) -> dict[str, int]:
+    """Rewrite ``messages.pot`` from the sources under ``root`` and bring each language's
+    ``.po`` up to it: new sentences come in untranslated, gone ones leave. Returns how many
+    sentences each language still lacks (what ``tests/test_translations.py`` would refuse)."""
+    from babel.messages.pofile import write_po
+
+    template = extract(root)
+    with (LOCALES / "messages.pot").open("wb") as pot:
+        write_po(pot, template, width=100, sort_output=True, include_lineno=False)
+    missing: dict[str, int] = {}
+    for language in LANGUAGES:
+        if language == "en":
+            continue
+        path = LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+        with path.open("rb") as po:
+            catalog = read_po(po, locale=language, domain=DOMAIN)
+        catalog.update(template, no_fuzzy_matching=True)
+        with path.open("wb") as po:
+            write_po(
+                po, catalog, width=100, ignore_obsolete=True, sort_output=True, include_lineno=False
+            )
+        missing[language] = sum(1 for m in catalog if m.id and not all(_strings(m.string)))
+    return missing
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, tuple | list) else (str(value or ""),)
+
+
+if __name__ == "__main__":  # python -m exchange.i18n: after marking or changing a sentence
+    for language, count in update_catalogs(Path(__file__).resolve().parent.parent).items():
+        print(f"{language}: {count} sentence(s) to translate")

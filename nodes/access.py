@@ -16,8 +16,8 @@ from schemas.errors import ExchangeError
 
 #: What a bearer token may do. Kept here, light to import, because the CLI's ``--help``
 #: reads it before any node is opened.
-Role = Literal["agency", "auditor", "operator"]
-ROLES: tuple[Role, ...] = ("agency", "auditor", "operator")
+Role = Literal["agency", "analyst", "auditor", "operator"]
+ROLES: tuple[Role, ...] = ("agency", "analyst", "auditor", "operator")
 
 
 class AuthenticationError(ExchangeError):

@@ -506,23 +506,28 @@ def rows_of(
 
 
 def summary(engine: Engine) -> list[dict[str, object]]:
-    """Per schema: reports, stored rows and current rows. Operator's view, no content."""
-    out: list[dict[str, object]] = []
+    """Per schema: reports, stored rows and current rows. Operator's view, no content.
+
+    One grouped query over ``reports``, never over the stored rows: each report keeps its
+    ``row_count`` and how many older rows it superseded (each row is superseded at most
+    once), so the current rows are the stored ones less the superseded ones.
+    """
     with reading(engine) as conn:
-        for schema_id, table in sorted(cell_tables.items()):
-            report_count = conn.execute(
-                select(func.count()).select_from(reports).where(reports.c.schema_id == schema_id)
-            ).scalar_one()
-            stored = conn.execute(select(func.count()).select_from(table)).scalar_one()
-            current = conn.execute(
-                select(func.count()).select_from(table).where(table.c.superseded_by.is_(None))
-            ).scalar_one()
-            out.append(
-                {
-                    "schema": schema_id,
-                    "reports": report_count,
-                    "rows": stored,
-                    "current_rows": current,
-                }
+        grouped = {
+            schema_id: (int(n), int(rows), int(superseded))
+            for schema_id, n, rows, superseded in conn.execute(
+                select(
+                    reports.c.schema_id,
+                    func.count(),
+                    func.coalesce(func.sum(reports.c.row_count), 0),
+                    func.coalesce(func.sum(reports.c.superseded_rows), 0),
+                ).group_by(reports.c.schema_id)
             )
+        }
+    out: list[dict[str, object]] = []
+    for schema_id in sorted(cell_tables):
+        n, rows, superseded = grouped.get(schema_id, (0, 0, 0))
+        out.append(
+            {"schema": schema_id, "reports": n, "rows": rows, "current_rows": rows - superseded}
+        )
     return out

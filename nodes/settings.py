@@ -45,6 +45,11 @@ class NodeSettings(BaseSettings):
     allow_plain_http: bool = False
     signature_max_age_seconds: int = Field(default=300, ge=5, le=3600)
     checkpoint_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    #: How long a dashboard sign-in lasts (never longer than the token it stands for).
+    session_hours: int = Field(default=8, ge=1, le=24 * 7)
+    #: The public transparency page (/ui/transparency): counts of releases and refusals and
+    #: the ε spent per partner and schema, without sign-in. Off unless the operator says so.
+    public_transparency: bool = False
 
     @field_validator("directory")
     @classmethod

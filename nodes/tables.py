@@ -113,6 +113,21 @@ upload_sessions = Table(
     UniqueConstraint("token_id", "idempotency_key", name="uq_upload_sessions_token_idempotency"),
 )
 
+# A dashboard sign-in: the browser holds the secret in a cookie, the node only its hash.
+# It lives in the database, not in a worker's memory, so any worker serves the next page
+# and a sign-out ends it everywhere at once.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("secret_sha256", String(64), nullable=False, unique=True),
+    Column("csrf", String(64), nullable=False),  # echoed by every form of this session
+    Column("token_id", Integer, ForeignKey("tokens.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),  # signed out
+)
+
 upload_parts = Table(
     "upload_parts",
     metadata,

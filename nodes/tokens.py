@@ -205,6 +205,23 @@ def authenticate(engine: Engine, secret: str, *, now: dt.datetime | None = None)
     return record
 
 
+def by_id(engine: Engine, token_id: int, *, now: dt.datetime) -> TokenRecord:
+    """A token still in force, by id: what a dashboard session re-checks on every page.
+    Raises RevokedTokenError or ExpiredTokenError like ``authenticate``."""
+    with reading(engine) as conn:
+        row = conn.execute(select(tokens).where(tokens.c.id == token_id)).one()
+    record = _record(row)
+    error: RevokedTokenError | None = None
+    if record.revoked_at is not None:
+        error = RevokedTokenError("your token was revoked; ask the node operator for a new one")
+    elif record.expires_at is not None and record.expires_at <= now:
+        error = ExpiredTokenError("your token expired; ask the node operator for a new one")
+    if error is not None:
+        error.token = record
+        raise error
+    return record
+
+
 def _touch(engine: Engine, token_id: int, now: dt.datetime) -> None:
     """Record a use; the condition makes concurrent requests write it once, not once each."""
     stale = now - LAST_USED_RESOLUTION

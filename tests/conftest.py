@@ -42,6 +42,9 @@ hypothesis_settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
+#: The demo federation and a real browser, for the dashboard's browser tests.
+pytest_plugins = ["tests.browser_support"]
+
 POSTGRES_URL = os.environ.get("EXCHANGE_TEST_POSTGRES_URL", "")
 NO_POSTGRES = (
     "EXCHANGE_TEST_POSTGRES_URL is not set; PostgreSQL tests need a server (.ci/run sets it)"

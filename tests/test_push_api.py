@@ -249,3 +249,29 @@ def test_csv_errors_name_the_files_own_lines(client: TestClient, agency: dict[st
     ]
     assert problem["errors"][1]["detail"] == "this row has 9 values; the header has 8"
     assert problem["total_errors"] == 3
+
+
+def test_the_summary_counts_what_the_cell_tables_hold(
+    client: TestClient, agency: dict[str, str], node: Node
+) -> None:
+    """``reports.summary`` reads only the reports' own counts; the stored rows agree."""
+    from nodes.reports import summary
+
+    for cases in (5, 7):  # the second push corrects every cell of the first
+        answer = client.post(
+            "/v1/reports/weekly_epi@1",
+            content=as_csv(weekly_rows(cases=cases)),
+            headers={**agency, "Content-Type": "text/csv"},
+        )
+        assert answer.status_code == 201, answer.text
+    with node.engine.connect() as conn:
+        for line in summary(node.engine):
+            table = cell_tables[str(line["schema"])]
+            stored = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            current = conn.execute(
+                select(func.count()).select_from(table).where(table.c.superseded_by.is_(None))
+            ).scalar_one()
+            assert (line["rows"], line["current_rows"]) == (stored, current), line
+    weekly = {str(x["schema"]): x for x in summary(node.engine)}["weekly_epi@1"]
+    assert weekly["reports"] == 2
+    assert weekly["current_rows"] == int(str(weekly["rows"])) // 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def ids(catalog: Catalog) -> set[object]:
 
 
 def fields(text: str) -> set[str]:
+    """``{name}`` placeholders (Python code) and ``%(name)s`` ones (the dashboard's templates)."""
+    if "%(" in text:
+        return set(re.findall(r"%\((\w+)\)[sd]", text))
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
@@ -115,6 +119,36 @@ def test_catalogs_ship_with_the_package() -> None:
     assert any(d.startswith("babel") for d in project["project"]["dependencies"])
 
 
+#: Texts that are the same in English and another language, each checked by a person
+#: (cognates, loanwords, symbols): English -> those languages. Anything else that reads
+#: as English is a missed translation.
+SAME_AS_ENGLISH = {
+    "%(count)s codes": {"fr"},
+    "%(size)s bytes": {"es"},
+    "Action": {"fr"},
+    "Actor": {"es"},
+    "Budget": {"fr"},
+    "Budgets": {"fr"},
+    "Code": {"fr"},
+    "Date": {"fr"},
+    "Description": {"fr"},
+    "Dimensions": {"fr"},
+    "Embargo": {"fr", "es"},
+    "Error:": {"es"},
+    "OK": {"fr", "es"},
+    "Pages": {"fr"},
+    "Question": {"fr"},
+    "Signature": {"fr"},
+    "Type": {"fr"},
+    "Verdict": {"fr"},
+    "Version": {"fr"},
+    "auditor": {"es"},
+    "ε %(epsilon)s": {"fr", "es"},
+}
+#: Sentences that French and Spanish legitimately write alike.
+ALIKE = {"%(schema)s from %(provider)s", "Embargo", "OK", "ε %(epsilon)s"}
+
+
 def test_no_catalog_copies_english_or_another_language() -> None:
     """A sentence left in English, or pasted from the wrong catalog, is caught."""
     catalogs = {
@@ -125,8 +159,10 @@ def test_no_catalog_copies_english_or_another_language() -> None:
             continue
         texts = {lang: str(catalog[message.id].string) for lang, catalog in catalogs.items()}
         english = message.id[-1] if isinstance(message.id, tuple) else message.id
-        assert english not in texts.values(), message.id
-        assert len(set(texts.values())) == len(texts), (message.id, texts)
+        copied = {lang for lang, text in texts.items() if text == english}
+        assert copied <= SAME_AS_ENGLISH.get(english, set()), message.id
+        if message.id not in ALIKE:
+            assert len(set(texts.values())) == len(texts), (message.id, texts)
 
 
 def _sample(code: str) -> Message:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import Depends, FastAPI
 
+from exchange import ui
 from exchange.api import metrics, problems
 from exchange.api.checkpointing import keep_checkpoints
 from exchange.api.dependencies import reject_unknown_query_parameters
@@ -59,5 +60,6 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(policy.router)
     app.include_router(federation.router)
+    ui.install(app)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has its id
     return app

@@ -72,7 +72,7 @@ async def current_token(
         )
     except AuthenticationError as exc:
         revoked = exc.token if isinstance(exc, tokens.RevokedTokenError) else None
-        await _log_refusal(
+        await log_refusal(
             request,
             node,
             actor=f"token:{revoked.name}" if revoked else audit_events.UNKNOWN,
@@ -98,7 +98,7 @@ async def _refuse_partner(request: Request, node: Node) -> None:
     error = ForbiddenError(
         f"partner {partner.peer_id} may pull releases (POST /v1/releases) and nothing else here"
     )
-    await _log_refusal(
+    await log_refusal(
         request,
         node,
         actor=f"partner:{partner.peer_id}",
@@ -110,7 +110,7 @@ async def _refuse_partner(request: Request, node: Node) -> None:
     raise error
 
 
-async def _log_refusal(
+async def log_refusal(
     request: Request,
     node: Node,
     *,
@@ -146,7 +146,7 @@ def _role(required: access.Role) -> Callable[..., Awaitable[TokenRecord]]:
             error = ForbiddenError(
                 f"this endpoint is for the {required} role; token '{token.name}' is {token.role}"
             )
-            await _log_refusal(
+            await log_refusal(
                 request,
                 node,
                 actor=f"token:{token.name}",

@@ -13,7 +13,7 @@ import typer
 from exchange.cli.common import console, fail
 
 
-def _wait_for_interrupt() -> None:
+def _wait_for_interrupt(_result: object) -> None:
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

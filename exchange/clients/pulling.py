@@ -29,7 +29,13 @@ from exchange.clients.peer import (
     PeerProtocolError,
 )
 from exchange.signing import witnessing
-from exchange.signing.signatures import VerifiedSignature
+from exchange.signing.signatures import (
+    RequestMessage,
+    ResponseMessage,
+    UnknownKeyError,
+    VerifiedSignature,
+    verify_response,
+)
 from nodes import keys, peers
 from nodes.audit import log as audit_log
 from nodes.audit.witness import WitnessResult
@@ -59,6 +65,43 @@ class PullResult:
     def release(self) -> dict[str, Any]:
         inner: dict[str, Any] = self.document["release"]
         return inner
+
+
+@dataclass(frozen=True)
+class Reverified:
+    """A stored release whose signature verified again, and the peer key that made it."""
+
+    signature: VerifiedSignature
+    key: peers.PeerKey
+
+
+def reverify(node: Node, stored: received.ReceivedRelease) -> Reverified:
+    """Check a stored release's signature again, over the stored bytes, as of its receipt.
+
+    The stored request and response are the evidence; this shows they are still what the
+    peer signed. The key is the one that signed at the time, even if since revoked or the
+    peer removed (a later revocation does not undo a signature made before it; the caller
+    may say the key was revoked). Raises SignatureError: UnknownKeyError when the key is
+    no longer registered at all, another kind when the bytes no longer verify.
+    """
+    with reading(node.engine) as conn:
+        peer = peers.get(conn, stored.peer_id, include_removed=True)
+    key = next((k for k in peer.keys if k.key_id == stored.key_id), None)
+    if key is None:
+        raise UnknownKeyError(f"key {stored.key_id} of {stored.peer_id} is not registered")
+    request = RequestMessage(
+        stored.request.method, stored.request.url, stored.request.headers, stored.request.body
+    )
+    response = ResponseMessage(
+        stored.response.status, stored.response.headers, stored.response.body, request
+    )
+    signature = verify_response(
+        response,
+        resolve_key=lambda kid: key.key if kid == key.key_id else None,
+        now=stored.received_at,
+        max_age=node.settings.signature_max_age_seconds,
+    )
+    return Reverified(signature, key)
 
 
 def peer_client(

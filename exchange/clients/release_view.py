@@ -1,4 +1,4 @@
-"""Showing a received release to a person: a rich table, or CSV for a spreadsheet.
+"""Showing a received release to a person: a rich table, CSV for a spreadsheet, or curves.
 
 Every number is shown with its 95% accuracy (the half-width of its interval), because a
 noisy count without its error bar invites over-reading; suppressed cells say so.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
@@ -71,3 +72,30 @@ def release_csv(document: dict[str, Any]) -> str:
             values += [cell[m]["value"], cell[m]["accuracy"]]
         writer.writerow(values)
     return out.getvalue()
+
+
+#: The dimension a curve runs along.
+TIME_DIMENSION = "week"
+
+
+@dataclass(frozen=True)
+class Series:
+    """The cells of one curve: every dimension fixed but the week, weeks in release order."""
+
+    key: tuple[str, ...]  # the values of the other dimensions, in the release's order
+    cells: tuple[dict[str, Any], ...]
+
+
+def curves(document: dict[str, Any]) -> list[Series]:
+    """The release's cells cut into one series per combination of the other dimensions
+    (one per area, for a release by area and week), in the order they first appear;
+    empty when the release has no week dimension, so there is no curve to draw."""
+    release = document["release"]
+    dims = _dimensions(release)
+    if TIME_DIMENSION not in dims:
+        return []
+    others = [d for d in dims if d != TIME_DIMENSION]
+    grouped: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for cell in release["cells"]:
+        grouped.setdefault(tuple(str(cell[d]) for d in others), []).append(cell)
+    return [Series(key, tuple(cells)) for key, cells in grouped.items()]

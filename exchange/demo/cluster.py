@@ -26,20 +26,29 @@ from exchange.api.app import create_app
 from exchange.clients.push import push_file
 from exchange.demo.data import NATIONS, Nation, as_csv, outbreak_rows, policy_yaml
 from nodes import peers, tokens
+from nodes.access import Role
 from nodes.directory import init_node, sample_gazetteer
 from nodes.identity import load_current, public_key_text
 from nodes.node import Node
-from nodes.settings import NodeSettings
+from nodes.settings import SETTINGS_FILE, NodeSettings
 
 SCHEMA = "weekly_epi@1"
 TOKEN_FILE = "agency-token.txt"  # noqa: S105 (a file name, not a secret)
+#: Who signs in to each demo node's dashboard: a token per role, named for the person.
+DASHBOARD_PEOPLE: dict[Role, str] = {
+    "agency": "ministry-of-health",
+    "analyst": "partner-data-analyst",
+    "auditor": "national-auditor",
+    "operator": "node-operator",
+}
 
 
 @dataclass
 class DemoNode:
     nation: Nation
     settings: NodeSettings
-    agency_token: str
+    #: A bearer token per role (agency, analyst, auditor, operator), to push or sign in.
+    tokens: dict[Role, str] = field(default_factory=dict)
     node: Node | None = None
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
@@ -47,6 +56,10 @@ class DemoNode:
     @property
     def id(self) -> str:
         return self.nation.id
+
+    @property
+    def agency_token(self) -> str:
+        return self.tokens["agency"]
 
     @property
     def url(self) -> str:
@@ -78,7 +91,9 @@ def prepare(directory: Path, urls: dict[str, str]) -> list[DemoNode]:
             gazetteer=sample_gazetteer(nation.id),
         )
         settings.policy_file.write_text(policy_yaml(nation), encoding="utf-8")
-        made.append(DemoNode(nation, settings, agency_token=""))
+        with (settings.directory / SETTINGS_FILE).open("a", encoding="utf-8") as toml:
+            toml.write("public_transparency = true\n")  # the demo shows its transparency page
+        made.append(DemoNode(nation, NodeSettings.load(settings.directory)))
     for demo in made:
         node = demo.opened
         for other in made:
@@ -94,9 +109,11 @@ def prepare(directory: Path, urls: dict[str, str]) -> list[DemoNode]:
                 keys=[peers.NewKey(public_key_text(public))],
                 now=_now(),
             )
-        _record, demo.agency_token = tokens.issue_token(
-            node.engine, name="ministry-of-health", role="agency", schemas=(SCHEMA,), now=_now()
-        )
+        for role, person in DASHBOARD_PEOPLE.items():
+            schemas = (SCHEMA,) if role == "agency" else ()
+            _record, demo.tokens[role] = tokens.issue_token(
+                node.engine, name=person, role=role, schemas=schemas, now=_now()
+            )
         token_file = demo.settings.directory / TOKEN_FILE
         token_file.write_text(demo.agency_token + "\n")
         token_file.chmod(0o600)

@@ -143,7 +143,7 @@ def run(
     *,
     console: Console,
     keep_running: bool = False,
-    wait: Callable[[], None] | None = None,
+    wait: Callable[[DemoResult], None] | None = None,
 ) -> DemoResult:
     """Build, serve and exercise the three nodes in ``directory``; see the module doc."""
     started = time.monotonic()
@@ -198,7 +198,7 @@ def run(
         if keep_running:
             _explore(console, nodes)
             if wait is not None:
-                wait()
+                wait(result)  # the nodes serve until it returns
     return result
 
 
@@ -206,10 +206,13 @@ def _explore(console: Console, nodes: list[DemoNode]) -> None:
     console.rule("[bold]The nodes keep running: explore them")
     for demo in nodes:
         console.print(
-            f"{demo.id}: {demo.url}/docs   descriptor {demo.url}/.well-known/exchange-node\n"
-            f"    directory {demo.settings.directory}\n"
-            f"    agency token {demo.agency_token}"
+            f"{demo.id}: dashboard {demo.url}/ui/   API {demo.url}/docs   "
+            f"descriptor {demo.url}/.well-known/exchange-node\n"
+            f"    public transparency page {demo.url}/ui/transparency\n"
+            f"    directory {demo.settings.directory}"
         )
+        for role, secret in demo.tokens.items():
+            console.print(f"    sign in as {role:<8} {secret}", soft_wrap=True)
     first = nodes[1]
     console.print(
         "Try:\n"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Select, insert, select
 
 from nodes.audit.canonical import parse_time
 from nodes.audit.tables import audit_entries, audit_lookup
@@ -100,14 +100,9 @@ def indexed_fields(data: bytes) -> dict[str, Any]:
     }
 
 
-def find(conn: Connection, filters: Filters, *, start: int, limit: int, indexed: int) -> list[int]:
-    """The first ``limit`` seqs from ``start`` on that pass ``filters``, in order.
-
-    ``indexed`` is the size the lookup index covers (the largest checkpoint's, read in the
-    same transaction before calling).
-    """
+def where(query: Select[Any], filters: Filters) -> Select[Any]:
+    """``query`` on ``audit_lookup``, narrowed to the entries that pass ``filters``."""
     table = audit_lookup
-    query = select(table.c.seq).where(table.c.seq >= start, table.c.seq < indexed)
     for name in MATCHED:
         wanted = getattr(filters, name)
         if wanted is not None:
@@ -116,6 +111,17 @@ def find(conn: Connection, filters: Filters, *, start: int, limit: int, indexed:
         query = query.where(table.c.time >= filters.since)
     if filters.until is not None:
         query = query.where(table.c.time < filters.until)
+    return query
+
+
+def find(conn: Connection, filters: Filters, *, start: int, limit: int, indexed: int) -> list[int]:
+    """The first ``limit`` seqs from ``start`` on that pass ``filters``, in order.
+
+    ``indexed`` is the size the lookup index covers (the largest checkpoint's, read in the
+    same transaction before calling).
+    """
+    table = audit_lookup
+    query = where(select(table.c.seq), filters).where(table.c.seq >= start, table.c.seq < indexed)
     found = [int(s) for s in conn.execute(query.order_by(table.c.seq).limit(limit)).scalars()]
     if len(found) == limit:
         return found

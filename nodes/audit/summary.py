@@ -66,9 +66,11 @@ def summarize(engine: Engine, query: Filters) -> Summary:
     return summary
 
 
-def outcome_counts(engine: Engine, *, action: str) -> Counter[tuple[str, str, str, str]]:
-    """Entries of ``action`` per (outcome, partner, schema, rule), normalized; "" where an
-    entry names none.
+def outcome_counts(
+    engine: Engine, *, action: str, outcome: str | None = None
+) -> Counter[tuple[str, str, str, str]]:
+    """Entries of ``action`` (and ``outcome``, if given) per (outcome, partner, schema, rule),
+    normalized; "" where an entry names none.
 
     One grouped query on the lookup index (``ix_audit_lookup_outcomes``) for the entries the
     latest checkpoint covers, plus a read of the entries above it (at most one checkpoint
@@ -82,13 +84,12 @@ def outcome_counts(engine: Engine, *, action: str) -> Counter[tuple[str, str, st
         head = read_head(conn)
         covered = 0 if signed is None else signed.checkpoint.tree_size
         columns = (table.c.outcome, table.c.partner, table.c.schema, table.c.rule)
-        grouped = conn.execute(
-            select(*columns, func.count())
-            .where(table.c.action == action, table.c.seq < covered)
-            .group_by(*columns)
-        )
-        for outcome, partner, schema, rule, n in grouped:
-            counts[(outcome or "", partner or "", schema or "", rule or "")] += int(n)
+        wanted = [table.c.action == action, table.c.seq < covered]
+        if outcome is not None:
+            wanted.append(table.c.outcome == outcome)
+        grouped = conn.execute(select(*columns, func.count()).where(*wanted).group_by(*columns))
+        for said, partner, schema, rule, n in grouped:
+            counts[(said or "", partner or "", schema or "", rule or "")] += int(n)
         if head is None or head.size <= covered:
             return counts
         tail = conn.execute(
@@ -98,11 +99,11 @@ def outcome_counts(engine: Engine, *, action: str) -> Counter[tuple[str, str, st
         )
         for (data,) in tail:
             entry = normalize(json.loads(bytes(data)))
-            if entry["action"] == action:
-                outcome, partner, schema, rule = (
+            if entry["action"] == action and outcome in (None, entry["outcome"]):
+                said, partner, schema, rule = (
                     entry[k] or "" for k in ("outcome", "partner", "schema", "rule")
                 )
-                counts[(outcome, partner, schema, rule)] += 1
+                counts[(said, partner, schema, rule)] += 1
     return counts
 
 
@@ -110,8 +111,9 @@ def release_refusals(engine: Engine) -> Counter[tuple[str, str, str]]:
     """Refused releases (``release`` entries, outcome ``denied``) per (partner, schema, rule);
     the rule is "" for entries written before refusals named it (`outcome_counts`)."""
     counts: Counter[tuple[str, str, str]] = Counter()
-    for (outcome, *labels), n in outcome_counts(engine, action="release").items():
-        if outcome == "denied":
-            partner, schema, rule = labels
-            counts[(partner, schema, rule)] += n
+    for (_outcome, *labels), n in outcome_counts(
+        engine, action="release", outcome="denied"
+    ).items():
+        partner, schema, rule = labels
+        counts[(partner, schema, rule)] += n
     return counts

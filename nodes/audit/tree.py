@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, insert, select, tuple_
+from sqlalchemy import Connection, and_, insert, or_, select
 
 from nodes.audit.errors import LogIntegrityError
 from nodes.audit.merkle import (
@@ -51,9 +51,19 @@ def fetch(conn: Connection, wanted: Iterable[Subtree]) -> dict[Subtree, bytes]:
         )
         found.update(((0, int(seq)), bytes(leaf)) for seq, leaf in rows)
     if inner:
+        # One ``height = h AND idx IN (...)`` per height: both backends answer it from the
+        # primary key, where SQLite scans the whole table for a row-value ``IN``.
+        by_height: dict[int, list[int]] = {}
+        for h, j in inner:
+            by_height.setdefault(h, []).append(j)
         nodes = conn.execute(
             select(audit_nodes.c.height, audit_nodes.c.idx, audit_nodes.c.hash).where(
-                tuple_(audit_nodes.c.height, audit_nodes.c.idx).in_(inner)
+                or_(
+                    *(
+                        and_(audit_nodes.c.height == h, audit_nodes.c.idx.in_(js))
+                        for h, js in sorted(by_height.items())
+                    )
+                )
             )
         )
         found.update(((int(h), int(j)), bytes(value)) for h, j, value in nodes)

@@ -39,6 +39,8 @@ Action = Literal[
     "release.receive",
     "release.request",
     "report.push",
+    "session.close",
+    "session.open",
     "token.issue",
     "token.revoke",
     "token.rotate",
@@ -47,7 +49,7 @@ Action = Literal[
 #: signature); replayed: answered from an earlier result, nothing new done or charged;
 #: flagged: a peer's checkpoint contradicts what it showed before.
 Outcome = Literal["allowed", "denied", "replayed", "flagged"]
-Role = Literal["agency", "auditor", "operator", "partner", "node", "unknown"]
+Role = Literal["agency", "analyst", "auditor", "operator", "partner", "node", "unknown"]
 
 ACTIONS: Final = frozenset(get_args(Action))
 OUTCOMES: Final = frozenset(get_args(Outcome))
@@ -61,7 +63,7 @@ _BARE_ACTORS: Final = frozenset({"operator", "node", "unknown"})
 #: before it its owner (``partner:XC/release:7``). Only the first kind is checked.
 RESOURCE_KINDS: Final = frozenset(
     {"checkpoint", "key", "log", "partner", "policy", "release", "report", "route", "schema"}
-    | {"token"}
+    | {"session", "token"}
 )
 
 #: ``rule`` names what refused a release: the policy decision's rule (``agreement ID``,

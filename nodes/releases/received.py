@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from nodes.audit import log as audit_log
 from nodes.database import reading, writing
-from nodes.federation_tables import received_releases
+from nodes.federation_tables import peers, received_releases
 from schemas.errors import NotFoundError
 
 Headers = tuple[tuple[str, str], ...]
@@ -140,6 +140,38 @@ def get(engine: Engine, received_id: int) -> ReceivedRelease:
     if row is None:
         raise NotFoundError(f"no received release {received_id}")
     return _record(row)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A received release with the name its provider has in our peer registry."""
+
+    release: ReceivedRelease
+    peer_name: str
+
+
+def _with_names() -> Any:
+    return select(received_releases, peers.c.name.label("peer_name")).join(
+        peers, peers.c.id == received_releases.c.peer_id
+    )
+
+
+def listing(engine: Engine, *, offset: int, limit: int) -> list[Listed]:
+    """One page of received releases, newest first (ids grow with time: the primary key
+    orders them, so a page costs the same on the ten-thousandth release as on the first)."""
+    query = _with_names().order_by(received_releases.c.id.desc()).offset(offset).limit(limit)
+    with reading(engine) as conn:
+        rows = conn.execute(query).all()
+    return [Listed(_record(row), row._mapping["peer_name"]) for row in rows]
+
+
+def find(engine: Engine, received_id: int) -> Listed:
+    """The received release ``received_id`` with its provider's name; raises NotFoundError."""
+    with reading(engine) as conn:
+        row = conn.execute(_with_names().where(received_releases.c.id == received_id)).first()
+    if row is None:
+        raise NotFoundError(f"no received release {received_id}")
+    return Listed(_record(row), row._mapping["peer_name"])
 
 
 def count(engine: Engine) -> int:

@@ -69,4 +69,6 @@ releases = Table(
     Column("cache_slot", String(64), nullable=True),
     Index("ix_releases_partner_cache", "partner_id", "cache_key"),
     Index("uq_releases_cache_slot", "partner_id", "cache_slot", unique=True),
+    # counts per partner, schema and agreement from the index alone (`store.counts`)
+    Index("ix_releases_counts", "status", "partner_id", "schema_id", "agreement_id"),
 )

@@ -86,15 +86,16 @@ def _audit_failure(node: Node, exc: AuthenticationError) -> None:
     "With `Authorization: Bearer <operator token>`: also `checks` and `details`.",
 )
 async def readyz(node: NodeDep, operator: Annotated[bool, Depends(_is_operator)]) -> JSONResponse:
-    checks, details = await _check(node)
-    ready = all(v == "ok" for v in checks.values()) and "migrations" in checks
+    ready, checks, details = await readiness(node)
     body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
     if operator:
         body |= {"checks": checks, "details": details}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-async def _check(node: Node) -> tuple[dict[str, str], dict[str, Any]]:
+async def readiness(node: Node) -> tuple[bool, dict[str, str], dict[str, Any]]:
+    """Ready or not, each check's verdict, and the audit log's details: what /readyz tells
+    an operator, and what the dashboard's node page shows."""
     checks: dict[str, str] = {}
     details: dict[str, Any] = {}
     try:
@@ -110,4 +111,5 @@ async def _check(node: Node) -> tuple[dict[str, str], dict[str, Any]]:
             )
     except Exception as exc:  # any failure means not ready; say which (to an operator)
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    return checks, details
+    ready = all(v == "ok" for v in checks.values()) and "migrations" in checks
+    return ready, checks, details

@@ -147,7 +147,7 @@ async def push_report(
     content_type = media_type(request)  # a charset we do not read is refused unread
     body = await read_body(request, node.settings.max_body_bytes)
     stored = await run_in_threadpool(
-        _validate_and_store,
+        validate_and_store,
         node,
         agency,
         schema_id,
@@ -166,7 +166,7 @@ async def push_report(
     return receipt_of(stored, dry_run=dry_run)
 
 
-def _validate_and_store(
+def validate_and_store(
     node: Node,
     agency: TokenRecord,
     schema_id: str,
