@@ -124,7 +124,7 @@ def recent_refusals(engine: Engine, *, limit: int) -> list[Refusal]:
     """The ``limit`` newest refused pulls, newest first.
 
     Entries above the latest checkpoint (not indexed yet) are read newest first; below it,
-    one query per action on ``ix_audit_lookup_action_seq`` walks back from the end.
+    one query per action on ``ix_audit_lookup_action_outcome_seq`` walks back from the end.
     """
     found: list[Refusal] = []
     with reading(engine) as conn:

@@ -223,8 +223,9 @@ def _within(
     rule = f"agreement {agreement.id}"
     check = AgreementCheck(request.partner_id, request.query, policy, agreement, now)
     effective = check.effective()
-    if effective is None:
-        return _deny(request, policy, rule, *check.problems)
+    if effective is None:  # a red line refuses whatever the agreement says: it is the rule
+        deciding = f"red line {check.red_lines[0]}" if check.red_lines else rule
+        return _deny(request, policy, deciding, *check.problems)
     space = keyspace.build(effective, policy)
     if space.empty:
         reason = "nothing to release: red lines or filters leave no area whose data may count"

@@ -43,12 +43,19 @@ class AgreementCheck:
         self.schema = policy.registry.get(query.schema_id)
         self.rule = f"agreement {agreement.id}"
         self._problems: list[str] = []
+        self._red_lines: list[str] = []
         self._notes: list[str] = []
         self._groups: dict[str, dict[str, tuple[str, ...]]] = {}
 
     @property
     def problems(self) -> tuple[str, ...]:
         return tuple(self._problems)
+
+    @property
+    def red_lines(self) -> tuple[str, ...]:
+        """The red lines the request ran into, in the order found: the rules that refuse it
+        whatever the agreement says."""
+        return tuple(self._red_lines)
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -97,6 +104,7 @@ class AgreementCheck:
         red = find(self.schema.id, name)
         if red is not None:
             self._problems.append(f"red line {red.id}: {kind} {name} never leaves")
+            self._red_lines.append(red.id)
         return red is not None
 
     def _measures(self) -> tuple[str, ...]:
@@ -210,6 +218,7 @@ class AgreementCheck:
                 )
             elif code in red:
                 self._problems.append(f"red line {red[code].id}: area {code} never leaves")
+                self._red_lines.append(red[code].id)
 
     def _code_filter(self, name: str, values: tuple[str, ...], rule: DimensionRule) -> None:
         if rule.groups is not None:

@@ -136,3 +136,10 @@ def sign_in_as(driver: Any, node: DemoNode, role: Role, *, language: str = "en")
     driver.find_element(By.CSS_SELECTOR, "form.form button[type=submit]").click()
     WebDriverWait(driver, 20).until(lambda d: "/ui/sign-in" not in d.current_url)
     assert "/ui/sign-in" not in driver.current_url, driver.page_source[:2000]
+
+
+def arrive(driver: Any, url: str, *, timeout: float = 20) -> None:
+    """Wait until the browser shows ``url``: a click returns before the next page loads."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.current_url == url)

@@ -109,6 +109,19 @@ def test_red_lines_are_named(policy: NodePolicy) -> None:
     )
 
 
+def test_a_red_line_is_the_rule_that_refuses(policy: NodePolicy) -> None:
+    """Red lines override every agreement, so a refusal they cause names them, not the
+    agreement whose check ran into them (the audit log's ``rule`` and the operator's page
+    count refusals by it)."""
+    by_area = ask(policy, filters={"area": ["XA-P4"]})
+    assert not by_area.allowed
+    assert by_area.rule == "red line border-province"
+    by_dimension = ask(policy, schema_id="line_list@1", group_by=("outcome",))
+    assert by_dimension.rule == "red line case-outcomes"
+    beyond_the_agreement = ask(policy, group_by=("area:adm2",))
+    assert beyond_the_agreement.rule == "agreement XB-epi-2026"
+
+
 def test_case_based_rows_never_leave_only_counts(policy: NodePolicy) -> None:
     assert "has no dimension case_id" in denied(
         ask(policy, schema_id="line_list@1", group_by=("case_id",))

@@ -15,7 +15,7 @@ from exchange.demo.cluster import DemoNode
 from exchange.demo.walkthrough import DemoResult
 from nodes import reports
 from schemas.labels import LANGUAGES
-from tests.browser_support import shoot, sign_in_as
+from tests.browser_support import arrive, shoot, sign_in_as
 
 pytestmark = pytest.mark.slow
 
@@ -122,6 +122,7 @@ def test_the_schema_reference_in_each_language(
     assert browser.find_elements(By.CSS_SELECTOR, f'a[href="/ui/schemas/{SCHEMA}"]')
     shoot(browser, "schemas", language)
     browser.find_element(By.CSS_SELECTOR, f'a[href="/ui/schemas/{SCHEMA}"]').click()
+    arrive(browser, f"{xa.url}/ui/schemas/{SCHEMA}")
     label = xa.opened.registry.get(SCHEMA).label.get(language)  # type: ignore[arg-type]
     assert label in browser.find_element(By.TAG_NAME, "h1").text
     assert browser.find_element(By.ID, "codes-sex").is_displayed()

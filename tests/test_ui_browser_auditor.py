@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from typer.testing import CliRunner
 
 from exchange.cli import app as cli
 from exchange.demo.walkthrough import DemoResult
 from nodes.identity import load_current
 from schemas.labels import LANGUAGES
-from tests.browser_support import screenshot_folder, shoot, sign_in_as
+from tests.browser_support import arrive, screenshot_folder, shoot, sign_in_as
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_an_auditor_filters_the_log_downloads_a_verified_export_and_opens_an_ent
     Select(browser.find_element(By.ID, "action")).select_by_value("release")
     Select(browser.find_element(By.ID, "outcome")).select_by_value("denied")
     browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
-    assert "action=release&" in browser.current_url
+    WebDriverWait(browser, 20).until(lambda b: "action=release&" in b.current_url)
     found = rows(browser)
     assert len(found) >= len(demo.denials)  # XA refused XC and XB once each
     for cells in found:
@@ -88,7 +88,7 @@ def test_an_auditor_filters_the_log_downloads_a_verified_export_and_opens_an_ent
     first = browser.find_element(By.CSS_SELECTOR, "#entries tbody tr td a")
     seq = first.text
     first.click()
-    assert browser.current_url == f"{xa.url}/ui/audit/entries/{seq}"
+    arrive(browser, f"{xa.url}/ui/audit/entries/{seq}")
     status = browser.find_element(By.ID, "proof-status")
     assert "Verified" in status.text
     assert "NOT" not in status.text

@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 
 from exchange.demo.walkthrough import DemoResult
 from schemas.labels import LANGUAGES
-from tests.browser_support import screenshot_folder, shoot, sign_in_as
+from tests.browser_support import arrive, screenshot_folder, shoot, sign_in_as
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_an_analyst_reads_a_received_release_and_its_curves(
 
     wanted = _provinces(demo)
     browser.find_element(By.CSS_SELECTOR, f'main table a[href="/ui/received/{wanted}"]').click()
-    assert browser.current_url == f"{xa.url}/ui/received/{wanted}"
+    arrive(browser, f"{xa.url}/ui/received/{wanted}")
     charts = browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")
     assert charts
     assert charts[0].is_displayed()

@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 
 from exchange.demo.walkthrough import DemoResult
 from schemas.labels import LANGUAGES
-from tests.browser_support import shoot
+from tests.browser_support import arrive, shoot
 
 pytestmark = pytest.mark.slow
 
@@ -40,5 +40,5 @@ def test_the_sign_in_page_links_to_it(demo: DemoResult, browser: Any) -> None:
     xa = demo.nodes[0]
     browser.get(f"{xa.url}/ui/language/en?next=/ui/sign-in")
     browser.find_element(By.CSS_SELECTOR, "a[href='/ui/transparency']").click()
-    assert browser.current_url == f"{xa.url}/ui/transparency"
+    arrive(browser, f"{xa.url}/ui/transparency")
     assert browser.find_element(By.TAG_NAME, "h1").text == "What this node shares, and with whom"

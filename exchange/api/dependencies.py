@@ -71,15 +71,7 @@ async def current_token(
             )
         )
     except AuthenticationError as exc:
-        revoked = exc.token if isinstance(exc, tokens.RevokedTokenError) else None
-        await log_refusal(
-            request,
-            node,
-            actor=f"token:{revoked.name}" if revoked else audit_events.UNKNOWN,
-            role=revoked.role if revoked else audit_events.UNKNOWN,
-            action="auth.failed",
-            reason=str(exc),
-        )
+        await log_failed_token(request, node, exc, reason=str(exc))
         raise
 
 
@@ -108,6 +100,22 @@ async def _refuse_partner(request: Request, node: Node) -> None:
         partner=partner.peer_id,
     )
     raise error
+
+
+async def log_failed_token(
+    request: Request, node: Node, exc: AuthenticationError, *, reason: str
+) -> None:
+    """Audit a refused token (``auth.failed``): under its name when it is ours but revoked or
+    expired, as ``unknown`` otherwise."""
+    revoked = exc.token if isinstance(exc, tokens.RevokedTokenError) else None
+    await log_refusal(
+        request,
+        node,
+        actor=f"token:{revoked.name}" if revoked else audit_events.UNKNOWN,
+        role=revoked.role if revoked else audit_events.UNKNOWN,
+        action="auth.failed",
+        reason=reason,
+    )
 
 
 async def log_refusal(

@@ -76,6 +76,7 @@ audit_lookup = Table(
     Index("ix_audit_lookup_action_seq", "action", "seq"),
     Index("ix_audit_lookup_time", "time"),
     Index("ix_audit_lookup_outcome_seq", "outcome", "seq"),
+    Index("ix_audit_lookup_action_outcome_seq", "action", "outcome", "seq"),
     # covers the grouped count of `nodes.audit.summary.outcome_counts` (an index-only scan)
     Index("ix_audit_lookup_outcomes", "action", "outcome", "partner", "schema", "rule"),
 )

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from exchange import i18n
-from exchange.api.dependencies import NodeDep, log_refusal
+from exchange.api.dependencies import NodeDep, log_failed_token
 from exchange.ui import navigation
 from exchange.ui.pages import error_page, page_router
 from exchange.ui.rendering import render
@@ -28,7 +28,6 @@ from exchange.ui.sessions import (
 )
 from nodes import dashboard_sessions, tokens
 from nodes.access import AuthenticationError
-from nodes.audit import events as audit_events
 from schemas.errors import N_
 from schemas.labels import Language
 
@@ -137,18 +136,10 @@ async def sign_in(
             )
         )
     except AuthenticationError as exc:
-        revoked = exc.token if isinstance(exc, tokens.RevokedTokenError) else None
-        await log_refusal(
-            request,
-            node,
-            actor=f"token:{revoked.name}" if revoked else audit_events.UNKNOWN,
-            role=revoked.role if revoked else audit_events.UNKNOWN,
-            action="auth.failed",
-            reason=f"dashboard sign-in: {exc}",
-        )
+        await log_failed_token(request, node, exc, reason=f"dashboard sign-in: {exc}")
         message = (
             N_("This token was revoked or has expired. Ask the node operator for a new one.")
-            if revoked
+            if isinstance(exc, tokens.RevokedTokenError)
             else N_("This token is not known to this node. Check that you copied all of it.")
         )
         return _sign_in_page(request, next=next, error=message, status_code=401)
