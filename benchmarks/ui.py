@@ -271,6 +271,12 @@ def run(data: Dataset, rounds: int) -> None:
         checkpoint_interval_seconds=3600,  # no checkpoint signed in the middle of a timing
         public_transparency=True,
     )
+    sizes = data.sizes
+    print(
+        f"data set in {data.directory}: {data.report_rows:,} stored report rows, "
+        f"{sizes.releases:,} releases, {sizes.received:,} received releases, "
+        f"{sizes.entries:,} audit entries (built in {data.built_seconds:.0f} s)"
+    )
     start = time.perf_counter()
     node = Node.open(settings)  # verifies the whole log, as a node starting up does
     print(f"node opened (whole audit log verified) in {time.perf_counter() - start:.1f} s")

@@ -108,3 +108,41 @@ def test_exchange_demo_exits_0_within_a_minute() -> None:
     assert time.monotonic() - started < 60
     assert "cached=True" in finished.stdout
     assert "403" in finished.stdout
+
+
+def test_keep_running_prints_each_dashboard_and_a_working_token_per_role(tmp_path: Path) -> None:
+    """What ``exchange demo --keep-running`` prints is enough to sign in to every dashboard."""
+    import re
+
+    import httpx2
+
+    from exchange.demo.walkthrough import DemoResult
+
+    out = io.StringIO()
+    signed_in: list[tuple[str, str, str]] = []
+
+    def explore(result: DemoResult) -> None:
+        printed = out.getvalue()
+        for demo in result.nodes:
+            assert f"{demo.id}: dashboard {demo.url}/ui/" in printed
+            assert f"public transparency page {demo.url}/ui/transparency" in printed
+            with httpx2.Client(base_url=demo.url, timeout=30) as browser:
+                assert browser.get("/ui/transparency").status_code == 200  # the demo turns it on
+                for role in ("agency", "analyst", "auditor", "operator"):
+                    section = printed.split(f"{demo.id}: dashboard")[1].split(": dashboard")[0]
+                    (secret,) = re.findall(rf"sign in as {role}\s+(xt_\S+)", section)
+                    form = browser.get("/ui/sign-in").text
+                    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+                    assert csrf is not None
+                    answer = browser.post(
+                        "/ui/sign-in", data={"token": secret, "csrf": csrf.group(1)}
+                    )
+                    assert answer.status_code == 303, answer.text[:500]
+                    signed_in.append((demo.id, role, answer.headers["location"]))
+                    browser.cookies.clear()
+
+    run(tmp_path / "demo", console=Console(file=out, width=200), keep_running=True, wait=explore)
+    assert len(signed_in) == 12
+    assert {location for _node, role, location in signed_in if role == "analyst"} == {
+        "/ui/received"
+    }

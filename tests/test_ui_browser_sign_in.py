@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from exchange.demo.walkthrough import DemoResult
 from exchange.ui import navigation
 from schemas.labels import LANGUAGES
-from tests.browser_support import shoot, sign_in_as
+from tests.browser_support import arrive, shoot, sign_in_as
 
 pytestmark = pytest.mark.slow
 
@@ -70,3 +71,29 @@ def test_a_wrong_token_is_refused_with_a_clear_message(demo: DemoResult, browser
     assert "not known to this node" in error.text
     assert browser.find_element(By.ID, "token").get_attribute("aria-invalid") == "true"
     shoot(browser, "sign-in-refused", "en")
+
+
+def test_the_keyboard_alone_signs_in_in_a_sensible_order(demo: DemoResult, browser: Any) -> None:
+    """WCAG 2.1.1 and 2.4.3: Tab reaches the skip link first, then the page in reading order;
+    the form works with the keyboard alone, and the focused element is visibly outlined."""
+    xa = demo.nodes[0]
+    browser.get(f"{xa.url}/ui/language/en?next=/ui/sign-in")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    skip = browser.switch_to.active_element
+    assert skip.get_attribute("class") == "skip"
+    assert skip.value_of_css_property("outline-style") == "solid"  # a visible focus ring
+    order: list[str] = []
+    for _ in range(12):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        focused = browser.switch_to.active_element
+        order.append(focused.get_attribute("id") or focused.tag_name)
+        if focused.get_attribute("id") == "token":
+            break
+    assert order[-1] == "token", order  # after the masthead's links, before anything else
+    focused = browser.switch_to.active_element
+    focused.send_keys(xa.tokens["auditor"])
+    focused.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.tag_name == "button"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    arrive(browser, xa.url + navigation.home("auditor"))

@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from exchange import i18n
 from exchange.api.dependencies import NodeDep, log_refusal
+from exchange.ui.navigation import ROLE_NAMES
 from nodes import dashboard_sessions
 from nodes.access import AuthenticationError, ForbiddenError, Role
 from nodes.dashboard_sessions import DashboardSession
@@ -92,11 +93,15 @@ def signed_in(*roles: Role) -> Callable[..., Awaitable[DashboardSession]]:
         if session is None:
             raise SignInRequiredError
         if roles and session.token.role not in roles:
+            language = request.state.language
+
+            def named(role: Role) -> str:
+                return i18n.translated(ROLE_NAMES[role], language)
+
             error = ForbiddenError(
                 i18n.translated(
-                    N_("This page is for the {roles} role; you signed in as {role}."),
-                    request.state.language,
-                ).format(roles=" / ".join(roles), role=session.token.role)
+                    N_("This page is for the {roles} role; you signed in as {role}."), language
+                ).format(roles=" / ".join(map(named, roles)), role=named(session.token.role))
             )
             await log_refusal(
                 request,
