@@ -12,7 +12,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from nodes import tokens
 from nodes.access import AuthenticationError
@@ -52,6 +52,9 @@ def open_session(
     if token.expires_at is not None:
         expires_at = min(expires_at, token.expires_at)
     with writing(engine) as conn:
+        # expired rows serve no one (the audit log keeps who signed in when): each sign-in
+        # clears them, so the table holds the live sessions and the ones ended today
+        conn.execute(delete(dashboard_sessions).where(dashboard_sessions.c.expires_at < now))
         inserted = conn.execute(
             dashboard_sessions.insert().values(
                 secret_sha256=tokens.secret_hash(cookie),

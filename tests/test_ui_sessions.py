@@ -148,6 +148,18 @@ def test_a_session_ends_at_its_expiry(client: TestClient, node: Node) -> None:
     assert answer.headers["location"] == "/ui/sign-in?next=%2Fui%2Faudit"
 
 
+def test_a_sign_in_clears_the_expired_sessions(client: TestClient, node: Node) -> None:
+    sign_in(client, issue(node, "auditor", name="first"))
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    with node.engine.begin() as conn:
+        conn.execute(update(dashboard_sessions).values(expires_at=past))
+    sign_in(TestClient(client.app), issue(node, "operator", name="second"))
+    with node.engine.connect() as conn:
+        left = conn.execute(select(dashboard_sessions.c.token_id)).all()
+    assert len(left) == 1
+    assert ("session.open", "allowed", "token:first") in audit_actions(node)  # history stays
+
+
 def test_a_session_never_outlives_its_token(client: TestClient, node: Node) -> None:
     soon = dt.timedelta(hours=1)
     _record, secret = tokens.issue_token(
@@ -360,3 +372,23 @@ def test_every_form_control_on_every_page_has_a_label(
                 )
                 assert named, (href, control)
     assert seen >= 5  # the upload form, the policy check, the log's filters
+
+
+def test_an_unexpected_failure_is_a_page_that_reveals_nothing(
+    client: TestClient,
+    node: Node,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from exchange.ui.views import session as session_views
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise RuntimeError("secret internals: /etc/node/keys")
+
+    monkeypatch.setattr(session_views, "_sign_in_page", broken)
+    answer = client.get("/ui/sign-in", headers={"Accept-Language": "fr"})
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "secret internals" not in answer.text
+    assert '<html lang="fr"' in answer.text
+    assert "RuntimeError" in caplog.text  # the operator's log has it

@@ -25,7 +25,7 @@ from exchange.api.problems import status_of
 from exchange.ui.rendering import render
 from exchange.ui.sessions import SignInRequiredError, optional_session, page_language
 from nodes.access import AuthenticationError
-from schemas.errors import N_, ExchangeError
+from schemas.errors import N_, ExchangeError, Message
 from schemas.labels import Language
 
 log = logging.getLogger("exchange")
@@ -76,6 +76,18 @@ class PageRoute(APIRoute):
                 response = error_page(request, status, title, _detail(exc, request))
             except RequestValidationError as exc:
                 response = error_page(request, 400, "Bad request", _invalid(exc, request))
+            except Exception as exc:  # a page, not JSON; nothing of the internals is shown
+                log.error(
+                    "unhandled %s on %s %s",
+                    type(exc).__name__,
+                    request.method,
+                    request.url.path,
+                    exc_info=exc,
+                )
+                if not hasattr(request.state, "language"):
+                    page_language(request)
+                sentence = i18n.sentence(Message.of("internal_error"), request.state.language)
+                response = error_page(request, 500, "Internal error", sentence)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response
