@@ -132,16 +132,6 @@ def store(
     return int(stored_id)
 
 
-def get(engine: Engine, received_id: int) -> ReceivedRelease:
-    with reading(engine) as conn:
-        row = conn.execute(
-            select(received_releases).where(received_releases.c.id == received_id)
-        ).first()
-    if row is None:
-        raise NotFoundError(f"no received release {received_id}")
-    return _record(row)
-
-
 @dataclass(frozen=True)
 class Listed:
     """A received release with the name its provider has in our peer registry."""
@@ -157,8 +147,9 @@ def _with_names() -> Any:
 
 
 def listing(engine: Engine, *, offset: int, limit: int) -> list[Listed]:
-    """One page of received releases, newest first (ids grow with time: the primary key
-    orders them, so a page costs the same on the ten-thousandth release as on the first)."""
+    """One page of received releases, newest first (ids grow with time, so the primary key
+    orders them; a deep page skips ``offset`` index entries, a few thousand at most for a
+    node's received releases)."""
     query = _with_names().order_by(received_releases.c.id.desc()).offset(offset).limit(limit)
     with reading(engine) as conn:
         rows = conn.execute(query).all()
@@ -172,6 +163,11 @@ def find(engine: Engine, received_id: int) -> Listed:
     if row is None:
         raise NotFoundError(f"no received release {received_id}")
     return Listed(_record(row), row._mapping["peer_name"])
+
+
+def get(engine: Engine, received_id: int) -> ReceivedRelease:
+    """The received release ``received_id``; raises NotFoundError."""
+    return find(engine, received_id).release
 
 
 def count(engine: Engine) -> int:
