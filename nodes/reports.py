@@ -531,3 +531,62 @@ def summary(engine: Engine) -> list[dict[str, object]]:
             {"schema": schema_id, "reports": n, "rows": rows, "current_rows": rows - superseded}
         )
     return out
+
+
+def current_cells(engine: Engine, *, batch: Batch) -> dict[tuple[object, ...], tuple[object, ...]]:
+    """The current measures of the batch's cells that the node holds, by exact cell key.
+
+    For imports that count what is new, changed or already current (DHIS2's imported,
+    updated and ignored values) and store only what changes: a few index probes by the
+    batch's distinct areas and first key values, then one read of the matching current rows.
+    """
+    schema = batch.schema
+    table = cell_tables[schema.id]
+    key = schema.cell_key
+    measures = [m.name for m in schema.measures]
+    first = key[0]
+    second = key[1] if len(key) > 1 else None
+    firsts = sorted(set(batch.columns[first]), key=str)
+    seconds = sorted(set(batch.columns[second]), key=str) if second else []
+    wanted = set(zip(*(batch.columns[k] for k in key), strict=True))
+    found: dict[tuple[object, ...], tuple[object, ...]] = {}
+    step = 500
+    with reading(engine) as conn:
+        for i in range(0, len(firsts), step):
+            query = select(*(table.c[k] for k in key), *(table.c[m] for m in measures)).where(
+                table.c.superseded_by.is_(None), table.c[first].in_(firsts[i : i + step])
+            )
+            if second is not None and len(seconds) <= step:
+                query = query.where(table.c[second].in_(seconds))
+            for row in conn.execute(query):
+                cell = tuple(row[: len(key)])
+                if cell in wanted:
+                    found[cell] = tuple(row[len(key) :])
+    return found
+
+
+def record_unchanged(
+    engine: Engine,
+    *,
+    token: TokenRecord,
+    schema_id: str,
+    content_sha256: str,
+    values: int,
+    now: dt.datetime,
+) -> None:
+    """Audit an import whose every value was already current: nothing stored, but pushed."""
+    if not token.may_push(schema_id):
+        refuse_push(engine, token=token, schema_id=schema_id, now=now)
+    with writing(engine) as conn:
+        append(
+            conn,
+            actor=f"token:{token.name}",
+            role=token.role,
+            action="report.push",
+            resource=f"schema:{schema_id}",
+            outcome="replayed",
+            reason=f"all {values} values already current; nothing stored",
+            schema=schema_id,
+            request_digest=f"sha-256:{content_sha256}",
+            now=now,
+        )

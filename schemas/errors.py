@@ -132,6 +132,12 @@ MESSAGES: dict[str, str] = {
     "csv_empty": N_("the CSV is empty; the first row names the fields"),
     "csv_too_many_columns": N_("the header has {columns} columns; {schema} has {fields} fields"),
     "csv_header_only": N_("the CSV has a header but no rows; a report states at least one cell"),
+    # HXL-tagged CSV (exchange.formats.hxl_import)
+    "hxl_not_declared": N_(
+        "{schema} declares no HXL hashtags; send it as a CSV whose header names its fields"
+    ),
+    "hxl_tag_repeated": N_("the hashtag {tag} heads two columns; keep one of them"),
+    "hxl_missing_tags": N_("the hashtag row has no column for {tags} of {schema}"),
     # The report's shape (schemas.validation)
     "no_rows": N_("the report has no rows; a report states at least one cell"),
     "rows_not_objects": N_("'rows' must be an array of objects, one per row"),
@@ -173,6 +179,10 @@ MESSAGES: dict[str, str] = {
     ),
     "upload_part_number": N_("part numbers run from 1 to {maximum}, not {number}"),
     "upload_part_empty": N_("a part holds at least one byte"),
+    "upload_hxl": N_(
+        "line {line} is an HXL hashtag row: an HXL-tagged file is sent in one push, "
+        "not through an upload session"
+    ),
     "upload_too_large": N_(
         "with this part the upload would hold {size} bytes; this node takes at most {limit} "
         "bytes in one upload"

@@ -3,6 +3,7 @@ match the OpenAPI document, and no request may crash the node (no 5xx)."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from tests.fuzzing import checks_voided_by_our_token
 def _app() -> tuple[FastAPI, str]:
     directory = Path(tempfile.mkdtemp(prefix="exchange-fuzz-"))
     node_settings, _key = init_node(directory / "node", node_id="XA", name="Fuzz")
+    # The demo node's DHIS2 mapping, so /api/dataValueSets is driven past "no mapping"
+    shutil.copy(Path(__file__).parents[1] / "docs/examples/dhis2.yaml", node_settings.directory)
     node = Node.open(node_settings)
     _record, secret = tokens.issue_token(
         node.engine, name="fuzz-agency", role="agency", schemas=("weekly_epi@1",), now=now()
@@ -55,5 +58,9 @@ def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
     if case.path == "/v1/uploads" and case.method == "POST":
         # Generated bodies reuse generated Idempotency-Keys: a key that opened an upload for
         # one format is rightly refused for another.
+        excluded.append(positive_data_acceptance)
+    if case.path == "/api/dataValueSets":
+        # A generic generated data value set cannot name what the mapping lists: its 409
+        # (with DHIS2's import summary) is the documented answer, not a failure.
         excluded.append(positive_data_acceptance)
     case.call_and_validate(headers={"Authorization": f"Bearer {SECRET}"}, excluded_checks=excluded)

@@ -17,8 +17,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import hxl
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.measurereport import MeasureReport
 
 import tests.federation as fed
 from exchange.clients.pulling import PullResult, pull
@@ -293,8 +295,59 @@ def test_the_csv_download_has_every_cell(world: Received, analyst: TestClient) -
         assert row["cases"] == expected
 
 
+def test_the_fhir_download_is_a_valid_measure_report_with_every_cell(
+    world: Received, analyst: TestClient
+) -> None:
+    result = world.provinces
+    answer = analyst.get(f"/ui/received/{result.received_id}.fhir.json")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/fhir+json"
+    assert answer.headers["content-disposition"].startswith("attachment;")
+    report = MeasureReport.model_validate_json(answer.content)
+    cells = result.release["cells"]
+    assert [g.code.coding[0].code for g in report.group] == ["cases", "admissions"]
+    for group in report.group:
+        measure = group.code.coding[0].code
+        strata = group.stratifier[0].stratum
+        assert len(strata) == len(cells)
+        for stratum, cell in zip(strata, cells, strict=True):
+            expected = None if cell[measure]["suppressed"] else cell[measure]["value"]
+            assert stratum.measureScore.value == expected
+
+
+def test_the_hxl_download_is_tagged_for_the_released_level(
+    world: Received, analyst: TestClient
+) -> None:
+    result = world.provinces
+    answer = analyst.get(f"/ui/received/{result.received_id}.hxl.csv")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["content-disposition"].startswith("attachment;")
+    data = hxl.data(list(csv.reader(io.StringIO(answer.text))))
+    assert [c.display_tag for c in data.columns][:2] == ["#adm1+code", "#date+week"]
+    rows = list(data)
+    assert len(rows) == len(result.release["cells"])
+    for row, cell in zip(rows, result.release["cells"], strict=True):
+        assert row.get("#adm1+code") == cell["area"]
+        assert row.get("#org+provider+code") == "XC"
+        expected = "" if cell["cases"]["suppressed"] else str(cell["cases"]["value"])
+        assert (row.get("#affected+cases") or "") == expected
+
+
+def test_the_page_offers_the_fhir_and_hxl_downloads(world: Received, analyst: TestClient) -> None:
+    page = analyst.get(f"/ui/received/{world.provinces.received_id}").text
+    assert f'href="/ui/received/{world.provinces.received_id}.fhir.json"' in page
+    assert f'href="/ui/received/{world.provinces.received_id}.hxl.csv"' in page
+
+
 def test_an_unknown_release_is_a_404_page(world: Received, analyst: TestClient) -> None:
-    for url in ("/ui/received/999999", "/ui/received/999999.csv", "/ui/received/999999.json"):
+    for url in (
+        "/ui/received/999999",
+        "/ui/received/999999.csv",
+        "/ui/received/999999.json",
+        "/ui/received/999999.fhir.json",
+        "/ui/received/999999.hxl.csv",
+    ):
         answer = analyst.get(url)
         assert answer.status_code == 404
         assert answer.headers["content-type"].startswith("text/html")
@@ -311,6 +364,8 @@ def test_other_roles_are_refused(world: Received, role: str) -> None:
             f"/ui/received/{world.provinces.received_id}",
             f"/ui/received/{world.provinces.received_id}.csv",
             f"/ui/received/{world.provinces.received_id}.json",
+            f"/ui/received/{world.provinces.received_id}.fhir.json",
+            f"/ui/received/{world.provinces.received_id}.hxl.csv",
         ):
             answer = client.get(url)
             assert answer.status_code == 403, url

@@ -14,7 +14,16 @@ from exchange.api.checkpointing import keep_checkpoints
 from exchange.api.dependencies import reject_unknown_query_parameters
 from exchange.api.logs import RequestIdMiddleware
 from exchange.api.request_guards import RequestGuardMiddleware
-from exchange.api.routes import audit, federation, health, policy, reports, schemas, uploads
+from exchange.api.routes import (
+    audit,
+    dhis2,
+    federation,
+    health,
+    policy,
+    reports,
+    schemas,
+    uploads,
+)
 from nodes.node import Node
 from nodes.settings import NodeSettings
 
@@ -60,6 +69,7 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(policy.router)
     app.include_router(federation.router)
+    app.include_router(dhis2.router)
     ui.install(app)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has its id
     return app

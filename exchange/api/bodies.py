@@ -26,6 +26,7 @@ from exchange.api.problems import (
     RequestTimeoutError,
     UnsupportedMediaTypeError,
 )
+from exchange.formats import hxl_import
 from schemas.errors import InvalidInputError
 from schemas.model import ReportSchema
 from schemas.validation import (
@@ -128,11 +129,25 @@ def _parse_csv(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Bat
             schema=schema.id,
             fields=len(schema.fields),
         )
-    if '"' not in text and "\r" not in text:
+    if '"' not in text and "\r" not in text and not hxl_import.tagged(text):
         return _parse_plain_csv(text, schema, ctx)
+    rows, lines = _csv_rows(text)
+    if not rows:
+        raise InvalidInputError.coded("csv_empty")
+    tags = hxl_import.tag_row(rows)
+    if tags is not None:
+        columns = hxl_import.columns_for(schema, rows[tags])
+        data = [columns.row(row) for row in rows[tags + 1 :]]
+        return from_csv_rows(schema, columns.header, data, ctx, lines=lines[tags + 1 :])
+    header = [h.strip() for h in rows[0]]
+    return from_csv_rows(schema, header, rows[1:], ctx, lines=lines[1:])
+
+
+def _csv_rows(text: str) -> tuple[list[list[str]], list[int]]:
+    """The non-blank rows, and the file line each starts on: what errors call its row."""
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[list[str]] = []
-    lines: list[int] = []  # the file line each row starts on: what errors call its row
+    lines: list[int] = []
     start = 1
     try:
         for row in reader:
@@ -142,10 +157,7 @@ def _parse_csv(body: bytes, schema: ReportSchema, ctx: ValidationContext) -> Bat
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidInputError.coded("csv_unreadable", reason=str(exc)) from None
-    if not rows:
-        raise InvalidInputError.coded("csv_empty")
-    header = [h.strip() for h in rows[0]]
-    return from_csv_rows(schema, header, rows[1:], ctx, lines=lines[1:])
+    return rows, lines
 
 
 def _parse_plain_csv(text: str, schema: ReportSchema, ctx: ValidationContext) -> Batch:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
@@ -30,6 +30,13 @@ from schemas.errors import InvalidInputError
 
 log = logging.getLogger("exchange")
 _bearer = HTTPBearer(auto_error=False, description="Token issued by the node operator")
+_api_token = APIKeyHeader(
+    name="Authorization",
+    scheme_name="ApiToken",
+    auto_error=False,
+    description="DHIS2's personal access token header, 'ApiToken <token>', or 'Bearer <token>': "
+    "the same agency tokens either way",
+)
 
 
 async def get_node(request: Request) -> Node:
@@ -53,20 +60,36 @@ async def current_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenRecord:
     """The token behind the bearer credential; every failure is logged before the 401."""
-    if credentials is None and "signature" in request.headers:
+    if credentials is None:
+        return await _authenticate(request, node, None, None)
+    return await _authenticate(request, node, credentials.scheme, credentials.credentials)
+
+
+async def current_token_or_api_token(
+    request: Request,
+    node: NodeDep,
+    authorization: Annotated[str | None, Depends(_api_token)],
+) -> TokenRecord:
+    """As ``current_token``, also reading DHIS2's ``Authorization: ApiToken <token>``."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "apitoken":
+        scheme = "bearer"
+    return await _authenticate(request, node, scheme or None, secret.strip() or None)
+
+
+async def _authenticate(
+    request: Request, node: Node, scheme: str | None, secret: str | None
+) -> TokenRecord:
+    if scheme is None and "signature" in request.headers:
         await _refuse_partner(request, node)
     try:
-        if (
-            credentials is None
-            or credentials.scheme.lower() != "bearer"
-            or not credentials.credentials
-        ):
+        if scheme is None or scheme.lower() != "bearer" or not secret:
             raise AuthenticationError.coded("bearer_required")
         return await run_in_threadpool(
             functools.partial(
                 tokens.authenticate,
                 node.engine,
-                credentials.credentials,
+                secret,
                 now=dt.datetime.now(dt.UTC),
             )
         )
@@ -146,9 +169,15 @@ async def log_refusal(
     )
 
 
-def _role(required: access.Role) -> Callable[..., Awaitable[TokenRecord]]:
+def _role(
+    required: access.Role,
+    authenticated: Callable[..., Awaitable[TokenRecord]] = current_token,
+) -> Callable[..., Awaitable[TokenRecord]]:
+    # A default, not an annotation: annotations are strings here, and this one names a local.
     async def check(
-        request: Request, node: NodeDep, token: Annotated[TokenRecord, Depends(current_token)]
+        request: Request,
+        node: NodeDep,
+        token: TokenRecord = Depends(authenticated),  # noqa: B008
     ) -> TokenRecord:
         if token.role != required:
             error = ForbiddenError(
@@ -169,6 +198,10 @@ def _role(required: access.Role) -> Callable[..., Awaitable[TokenRecord]]:
 
 
 CurrentAgency = Annotated[TokenRecord, Depends(_role("agency"))]
+#: An agency through DHIS2's ``ApiToken`` header as well as ``Bearer`` (``POST /api/dataValueSets``)
+CurrentAgencyOrApiToken = Annotated[
+    TokenRecord, Depends(_role("agency", current_token_or_api_token))
+]
 CurrentAuditor = Annotated[TokenRecord, Depends(_role("auditor"))]
 CurrentOperator = Annotated[TokenRecord, Depends(_role("operator"))]
 

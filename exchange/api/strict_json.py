@@ -9,24 +9,35 @@ a thousand levels, before using memory out of proportion). Each becomes a ``Stri
 that says what is wrong, as a coded ``Message`` the problem handler renders in the caller's
 language (the decoder's own reason for malformed JSON stays in Python's English words).
 
-The common body pays for little: the duplicate check is one C-level ``dict`` per object,
-the integer bound runs only when the body holds a long run of digits, and the surrogate
-walk only when the body holds a ``\\u`` escape at all.
+The common body pays for little: it is decoded by ``orjson`` (several times faster than the
+standard library), and taken only when nothing above can be in it: no ``\\u`` escape, no long
+run of digits, and as many keys decoded as the text has places where a key could end (so
+none was given twice). Anything else, and anything ``orjson`` refuses, is decoded again by
+the standard library's strict path, which names the fault.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from itertools import chain
 from typing import Any
+
+import orjson
 
 from schemas.errors import Message, Param
 
 #: An int64 has 19 digits; a longer literal is no count this node could store.
 MAX_INT_DIGITS = 19
 
-_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: Where a key can end: its closing quote, then a colon. A string value can hold this text
+#: too (``"a\\": b"``), which only makes the count larger, never smaller than the keys.
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+#: Deeper than this, the fast path defers to the strict one (whose limit is the interpreter's
+#: recursion limit), so both refuse the same documents.
+_FAST_DEPTH = 256
 
 
 class StrictJsonError(ValueError):
@@ -64,11 +75,90 @@ def _shown(text: str, limit: int = 40) -> str:
 
 def loads(body: bytes) -> Any:
     """Decode UTF-8 JSON bytes, or raise ``StrictJsonError``."""
+    if b"\\u" not in body and not _has_long_digits(body):
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # the strict path says what is wrong, in the words its errors use
+        else:
+            if _keys(document, _FAST_DEPTH) == len(_KEY_END.findall(body)):
+                return document
+    return _strict_loads(body)
+
+
+#: Every digit as ``9``, every other byte as a space: a long run of digits is a run of nines.
+_DIGITS_AS_NINE = bytes(0x39 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"9" * (MAX_INT_DIGITS + 1)
+
+
+def loads_lines(lines: Sequence[str]) -> list[dict[str, Any]] | None:
+    """JSON Lines of flat objects, each decoded as ``loads`` would; None unless every line is
+    a flat object that ``loads`` accepts, so the caller decodes them one by one with ``loads``
+    and names the line at fault.
+
+    The checks ``loads`` makes per body run once over all the lines: a JSON Lines upload of
+    100,000 rows is 100,000 bodies. (One ``orjson`` call per line is faster than one call
+    over the lines joined into an array.)
+    """
+    text = "\n".join(lines)
+    if "\\u" in text or _has_long_digits(text.encode()):
+        return None
+    try:
+        documents = list(map(orjson.loads, lines))
+    except orjson.JSONDecodeError:
+        return None
+    if set(map(type, documents)) != {dict}:
+        return None
+    values = chain.from_iterable(map(dict.values, documents))
+    if {dict, list}.intersection(map(type, values)):
+        return None
+    colons = text.count(":")
+    key_ends = colons if colons == text.count('":') else len(_KEY_END.findall(text.encode()))
+    return documents if sum(map(len, documents)) == key_ends else None
+
+
+def _has_long_digits(body: bytes) -> bool:
+    """Whether ``body`` holds more than ``MAX_INT_DIGITS`` digits in a row (in a number or
+    not): a C-level ``translate`` and substring search, ten times faster than a regex."""
+    return _LONG_RUN in body.translate(_DIGITS_AS_NINE)
+
+
+def _keys(document: Any, depth: int) -> int:
+    """How many object keys ``document`` holds, all levels; -1 past ``depth`` levels.
+
+    A list of flat objects (the rows of a push) is counted in C: one ``len`` per object and
+    one look at the types of all their values.
+    """
+    if depth == 0:
+        return -1
+    if isinstance(document, dict):
+        values: list[Any] = list(document.values())
+        count = len(document)
+    elif isinstance(document, list):
+        if set(map(type, document)) == {dict}:
+            count = sum(map(len, document))
+            values = list(chain.from_iterable(map(dict.values, document)))
+        else:
+            count, values = 0, document
+    else:
+        return 0
+    if not {dict, list}.intersection(map(type, values)):
+        return count
+    for value in values:
+        if isinstance(value, dict | list):
+            inner = _keys(value, depth - 1)
+            if inner < 0:
+                return -1
+            count += inner
+    return count
+
+
+def _strict_loads(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StrictJsonError("json_not_utf8", byte=exc.start) from None
-    long_digits = _LONG_DIGITS.search(body) is not None
+    long_digits = _has_long_digits(body)
     try:
         document = json.loads(
             text,

@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
+from operator import methodcaller
 from pathlib import Path
 
 from sqlalchemy import Connection
 
 from exchange.api import strict_json
 from exchange.api.bodies import MAX_COLUMNS
+from exchange.formats import hxl_import
 from nodes import reports, upload_sessions
 from nodes.database import reading
 from nodes.node import Node
@@ -53,6 +55,8 @@ from schemas.validation import (
 BATCH_ROWS = 50_000
 #: A physical line longer than this is refused before it is split (no report row is near).
 MAX_LINE = 1024 * 1024
+#: What JSON counts as whitespace (RFC 8259): ``str.strip()`` would also drop U+00A0 and more.
+JSON_SPACE = " \t\r\n"
 
 
 def commit(
@@ -247,6 +251,7 @@ def _csv_batches(
             start = next((i for i, t in enumerate(texts) if t.strip()), None)
             if start is None:
                 continue
+            _refuse_hxl(texts[start:], block.first + start)
             header = _header(texts[start], block.first + start, schema)
             texts = texts[start + 1 :]
             first = block.first + start + 1
@@ -276,6 +281,19 @@ def _row_end(lines: list[str], wanted: int, first: int) -> int | None:
         quotes += lines[cut].count('"')
         cut += 1
     return cut
+
+
+def _refuse_hxl(texts: list[str], first: int) -> None:
+    """An HXL-tagged file goes in one push: its columns are chosen by the hashtag row, which
+    ``exchange.api.bodies`` reads and an upload session's batches do not."""
+    head = texts[: hxl_import.MAX_HEADER_ROWS]
+    if hxl_import.tagged("".join(head)):
+        try:
+            tags = hxl_import.tag_row(list(csv.reader(head)))
+        except csv.Error:
+            return  # not a readable head: the header check says why
+        if tags is not None:
+            raise ReportShapeError.coded("upload_hxl", line=first + tags)
 
 
 def _header(text: str, number: int, schema: ReportSchema) -> list[str]:
@@ -350,24 +368,35 @@ def _ndjson_batches(
     rows: list[object] = []
     numbers: list[int] = []
     for block in blocks:
-        for number, text in enumerate(block.texts, block.first):
-            if not text.strip():
-                continue
-            try:
-                row = strict_json.loads(text.encode())
-            except strict_json.StrictJsonError as exc:
-                raise InvalidInputError.coded(
-                    "upload_ndjson_not_json", line=number, reason=str(exc)
-                ) from None
-            if not isinstance(row, dict):
-                raise ReportShapeError.coded("upload_ndjson_not_object", line=number)
-            rows.append(row)
-            numbers.append(number)
-            if len(rows) == BATCH_ROWS:
-                yield _json_batch(rows, numbers, schema, ctx)
-                rows, numbers = [], []
+        lines = list(map(methodcaller("strip", JSON_SPACE), block.texts))
+        if all(lines):
+            numbered: Sequence[int] = range(block.first, block.first + len(lines))
+        else:  # blank lines carry nothing, but count
+            numbered = [n for n, line in enumerate(lines, block.first) if line]
+            lines = list(filter(None, lines))
+        decoded: Sequence[object] | None = strict_json.loads_lines(lines)
+        if decoded is None:
+            decoded = list(map(_ndjson_line, lines, numbered))
+        rows.extend(decoded)
+        numbers.extend(numbered)
+        while len(rows) >= BATCH_ROWS:
+            yield _json_batch(rows[:BATCH_ROWS], numbers[:BATCH_ROWS], schema, ctx)
+            del rows[:BATCH_ROWS], numbers[:BATCH_ROWS]
     if rows:
         yield _json_batch(rows, numbers, schema, ctx)
+
+
+def _ndjson_line(text: str, number: int) -> dict[str, object]:
+    """One line decoded alone: the slow path, which names the first line at fault."""
+    try:
+        row = strict_json.loads(text.encode())
+    except strict_json.StrictJsonError as exc:
+        raise InvalidInputError.coded(
+            "upload_ndjson_not_json", line=number, reason=str(exc)
+        ) from None
+    if not isinstance(row, dict):
+        raise ReportShapeError.coded("upload_ndjson_not_object", line=number)
+    return row
 
 
 def _json_batch(

@@ -8,11 +8,13 @@ from exchange.cli import (
     audit_commands,
     backup_commands,
     demo_commands,
+    dhis2_commands,
     node_commands,
     peer_commands,
     policy_commands,
     pull_commands,
     push_commands,
+    received_commands,
     token_commands,
 )
 
@@ -32,6 +34,8 @@ for module in (
     policy_commands,
     peer_commands,
     pull_commands,
+    received_commands,
+    dhis2_commands,
     demo_commands,
 ):
     module.register(app)

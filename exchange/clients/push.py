@@ -8,13 +8,14 @@ The session is opened under a key derived from the file, so an interrupted push 
 be run again: the node lists the parts it holds, and only the others are sent.
 
 A CSV is streamed: at most one part is in memory, whatever the file's size. JSON is read
-whole (a JSON array cannot be streamed with the standard library) and sent as JSON Lines.
+whole (a JSON array cannot be streamed with the standard library); a small file is sent as it
+is, a larger one as JSON Lines.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -22,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import orjson
 import stamina
 
+from exchange.formats import hxl_import
 from schemas.errors import ExchangeError
 
 DEFAULT_CHUNK_ROWS = 50_000
@@ -85,13 +88,18 @@ def _csv_parts(path: Path, rows: int, limit: int) -> Iterator[tuple[bytes, int]]
             yield b"".join(pending), lines
 
 
-def _json_document(path: Path) -> tuple[list[Any], dict[str, Any]]:
-    document = json.loads(path.read_bytes())
-    rows = document["rows"] if isinstance(document, dict) else document
-    if not isinstance(rows, list):
-        raise PushError(f"{path}: expected an array of rows or an object with 'rows'")
-    extra = {k: v for k, v in document.items() if k != "rows"} if isinstance(document, dict) else {}
-    return rows, extra
+def _json_rows(body: bytes) -> tuple[list[Any], dict[str, Any]] | None:
+    """The rows of a JSON report and its other members; None when it is not one, and then
+    the node, sent the file as it is, says exactly what is wrong with it."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(document, list):
+        return document, {}
+    if isinstance(document, dict) and isinstance(document.get("rows"), list):
+        return document["rows"], {k: v for k, v in document.items() if k != "rows"}
+    return None
 
 
 def _json_parts(rows: list[Any], per_part: int, limit: int) -> Iterator[tuple[bytes, int]]:
@@ -99,7 +107,7 @@ def _json_parts(rows: list[Any], per_part: int, limit: int) -> Iterator[tuple[by
     pending: list[bytes] = []
     size = 0
     for row in rows:
-        line = json.dumps(row, ensure_ascii=False).encode() + b"\n"
+        line = orjson.dumps(row) + b"\n"
         if pending and (len(pending) == per_part or size + len(line) > limit):
             yield b"".join(pending), len(pending)
             pending, size = [], 0
@@ -110,10 +118,25 @@ def _json_parts(rows: list[Any], per_part: int, limit: int) -> Iterator[tuple[by
 
 
 def _fits_one_push(path: Path, chunk_rows: int, part_bytes: int) -> bool:
+    if _hxl_tagged(path):
+        return True  # the node reads HXL tags in one push only; a file too large gets 413
     if path.stat().st_size > part_bytes:
         return False
     with path.open("rb") as handle:
         return sum(1 for _ in islice(handle, chunk_rows + 2)) <= chunk_rows + 1
+
+
+def _hxl_tagged(path: Path) -> bool:
+    """Whether the CSV file has an HXL hashtag row under its header rows."""
+    with path.open("rb") as handle:
+        head = handle.read(64 * 1024).decode("utf-8", "replace")
+    if not hxl_import.tagged(head):
+        return False
+    lines = head.splitlines()[: hxl_import.MAX_HEADER_ROWS]
+    try:
+        return hxl_import.tag_row(list(csv.reader(lines))) is not None
+    except csv.Error:
+        return False
 
 
 def push_file(
@@ -132,9 +155,9 @@ def push_file(
     digest = file_digest(path)
     is_json = path.suffix.lower() == ".json"
     if is_json:
-        rows, extra = _json_document(path)
-        if len(rows) <= chunk_rows:
-            body = json.dumps({**extra, "rows": rows}).encode()
+        body = path.read_bytes()
+        parsed = _json_rows(body)
+        if parsed is None or len(parsed[0]) <= chunk_rows:  # sent as it is, byte for byte
             return _push_once(
                 client,
                 schema_id,
@@ -143,9 +166,11 @@ def push_file(
                 auth,
                 digest,
                 dry_run,
-                len(rows),
+                len(parsed[0]) if parsed else 0,
                 on_chunk,
             )
+        rows, extra = parsed
+        del body
     elif _fits_one_push(path, chunk_rows, part_bytes):
         body = path.read_bytes()
         lines = max(body.count(b"\n") - 1, 0)
@@ -271,3 +296,56 @@ def _describe_refusal(response: httpx2.Response) -> str:
     if more > 0:
         lines.append(f"  ... and {more} more")
     return "\n".join(lines)
+
+
+@dataclass
+class Dhis2Outcome:
+    """DHIS2's answer to a data value set: the web message, and whether it was imported."""
+
+    imported: bool
+    message: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        response: dict[str, Any] = self.message.get("response") or {}
+        return response
+
+
+def push_dhis2(
+    client: httpx2.Client,
+    *,
+    token: str,
+    path: Path,
+    dry_run: bool = False,
+    id_scheme: str | None = None,
+) -> Dhis2Outcome:
+    """Send a data value set exported from DHIS2 (JSON, or CSV by its ``.csv`` suffix) to
+    ``/api/dataValueSets``, as DHIS2 would (``Authorization: ApiToken``).
+
+    Raises PushError when the node refused it before the import (401, 403, 413...) or could
+    not be reached; a set with conflicts is an outcome (``imported`` False), not an error.
+    """
+    is_csv = path.suffix.lower() == ".csv"
+    params = {"dryRun": "true"} if dry_run else {}
+    if id_scheme:
+        params["idScheme"] = id_scheme
+    try:
+        response = _request(
+            client,
+            "POST",
+            "/api/dataValueSets",
+            headers={
+                "Authorization": f"ApiToken {token}",
+                "Content-Type": "application/csv" if is_csv else "application/json",
+            },
+            content=path.read_bytes(),
+            params=params or None,
+        )
+    except (httpx2.TransportError, _Retryable) as exc:
+        raise PushError(f"could not push to {client.base_url}/api/dataValueSets: {exc}") from None
+    if response.status_code not in (200, 409) or "problem" in response.headers.get(
+        "content-type", ""
+    ):
+        raise PushError(_describe_refusal(response))
+    message: dict[str, Any] = response.json()
+    return Dhis2Outcome(imported=response.status_code == 200, message=message)

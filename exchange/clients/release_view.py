@@ -9,9 +9,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from nodes.releases.store import StoredRelease
 
 
 def _dimensions(release: dict[str, Any]) -> list[str]:
@@ -99,3 +102,27 @@ def curves(document: dict[str, Any]) -> list[Series]:
     for cell in release["cells"]:
         grouped.setdefault(tuple(str(cell[d]) for d in others), []).append(cell)
     return [Series(key, tuple(cells)) for key, cells in grouped.items()]
+
+
+#: The type of a document this node rebuilt from its own store: never the signed bytes.
+COPY_TYPE = "crisis-exchange/release-copy"
+
+
+def provided_document(stored: StoredRelease, *, node_id: str, node_name: str) -> dict[str, Any]:
+    """A release this node made, in the shape a partner received it, for the same converters.
+
+    Rebuilt from the store (``Release.as_document``), so it is not what was signed: its type
+    says so, and it carries no budget (what was left then is not what is left now).
+    """
+    from nodes.releases.document import Release
+
+    release = Release.of(
+        stored, node_id=node_id, budget=(), charged_micro=stored.epsilon_micro, cached=False
+    )
+    return {
+        "type": COPY_TYPE,
+        "signed": False,
+        "provider": {"id": node_id, "name": node_name},
+        "recipient": {"id": stored.partner_id},
+        "release": release.as_document(),
+    }

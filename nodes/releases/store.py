@@ -160,6 +160,34 @@ def get(conn: Connection, release_id: int) -> StoredRelease | None:
     return None if row is None else _stored(row._mapping)
 
 
+@dataclass(frozen=True)
+class Made:
+    """One line of the list of releases this node made: who got what, at what cost."""
+
+    id: int
+    partner_id: str
+    schema_id: str
+    epsilon_micro: int
+    created_at: dt.datetime
+
+
+def listing(conn: Connection, *, limit: int) -> list[Made]:
+    """Completed releases, newest first, without their cells."""
+    rows = conn.execute(
+        select(
+            releases.c.id,
+            releases.c.partner_id,
+            releases.c.schema_id,
+            releases.c.epsilon_micro,
+            releases.c.created_at,
+        )
+        .where(releases.c.status == "released")
+        .order_by(releases.c.id.desc())
+        .limit(limit)
+    ).all()
+    return [Made(*row) for row in rows]
+
+
 def counts(conn: Connection) -> list[tuple[str, str, str, int]]:
     """Completed releases per (partner, schema, agreement): one grouped query, for metrics.
 

@@ -3,14 +3,16 @@
 The list pages through what ``nodes.releases.received`` holds, newest first. A release's
 page re-checks its signature over the stored bytes (``pulling.reverify``), then draws one
 epidemic curve per area with its 95% accuracy band (``exchange.ui.charts``), each with its
-data as a table. Downloads are the CSV the CLI writes (``release_view.release_csv``) and the
-peer's signed JSON exactly as received, byte for byte: the evidence, not a copy of it.
+data as a table. Downloads are the CSV the CLI writes (``release_view.release_csv``), a FHIR
+R4 MeasureReport and HXL-tagged CSV (``exchange.formats``), and the peer's signed JSON
+exactly as received, byte for byte: the evidence, not a copy of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from exchange import i18n
 from exchange.api.dependencies import NodeDep
 from exchange.clients import pulling
 from exchange.clients.release_view import TIME_DIMENSION, Series, curves, release_csv
+from exchange.formats.fhir import measure_report
+from exchange.formats.hxl_export import release_hxl
 from exchange.signing.signatures import SignatureError, UnknownKeyError
 from exchange.ui import charts
 from exchange.ui.pages import page_router
@@ -300,4 +304,38 @@ async def received_json(
         found.release.response.body,
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="received-{received_id}.json"'},
+    )
+
+
+@router.get("/ui/received/{received_id:int}.fhir.json")
+async def received_fhir(
+    request: Request, node: NodeDep, _viewer: AnalystViewer, received_id: int
+) -> Response:
+    """A FHIR R4 MeasureReport, weeks read in this node's numbering (the release does not
+    name one; a federation shares it)."""
+    found = await _find(node, received_id, request.state.language)
+    document = found.release.document
+    report = measure_report(
+        document,
+        week_system=node.settings.week_system,
+        schema=_schema(node, str(document["release"].get("schema", ""))),
+    )
+    return Response(
+        json.dumps(report, ensure_ascii=False, indent=2),
+        media_type="application/fhir+json",
+        headers={"Content-Disposition": f'attachment; filename="received-{received_id}.fhir.json"'},
+    )
+
+
+@router.get("/ui/received/{received_id:int}.hxl.csv")
+async def received_hxl(
+    request: Request, node: NodeDep, _viewer: AnalystViewer, received_id: int
+) -> Response:
+    found = await _find(node, received_id, request.state.language)
+    document = found.release.document
+    text = release_hxl(document, schema=_schema(node, str(document["release"].get("schema", ""))))
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="received-{received_id}.hxl.csv"'},
     )
