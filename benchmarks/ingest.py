@@ -8,7 +8,7 @@ its rows/s counts stored report rows, and data values/s is printed beside it.
     .venv/bin/python benchmarks/ingest.py            # 100,000 and 1,000,000 rows
     .venv/bin/python benchmarks/ingest.py --rows 100000
 
-Prints rows/s for each, the ratio to the raw insert, and the server's peak memory (VmHWM),
+Prints rows/s for each, the ratio to the raw insert (the best of three runs), and the server's peak memory (VmHWM),
 which should not grow with the file size: a file of more than ``CHUNK`` rows goes through an
 upload session, whose commit holds one part and one batch of rows at a time.
 """
@@ -43,6 +43,7 @@ HEADER = ["area", "week", "age_band", "sex", "cases", "deaths", "admissions", "t
 AGE_BANDS = ["0-4", "5-14", "15-24", "25-44", "45-64", "65+", "unknown"]
 SEXES = ["female", "male", "other", "unknown"]
 CHUNK = 50_000
+RAW_RUNS = 3
 
 
 def gazetteer_districts() -> list[str]:
@@ -87,6 +88,9 @@ def write_files(n: int, directory: Path) -> tuple[Path, Path]:
 
 
 MEASURES = ("cases", "deaths", "admissions", "tests")
+#: A data value set is one request (DHIS2's aggregate data exchange sends one per request);
+#: 100,000 rows are 400,000 values and about 50 MB, more than any real exchange sends.
+DHIS2_MAX_ROWS = 200_000
 DATA_ELEMENTS = ("deCases0001", "deDeaths001", "deAdmits001", "deTests0001")
 
 
@@ -135,9 +139,9 @@ def dhis2_mapping() -> str:
     return "\n".join(lines)
 
 
-def raw_sqlite_rate(n: int, directory: Path) -> float:
+def raw_sqlite_rate(n: int, directory: Path, attempt: int = 0) -> float:
     """The baseline: the same rows, already parsed, into an identical table, committed per chunk."""
-    path = directory / "raw.sqlite3"
+    path = directory / f"raw-{attempt}.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
     from nodes import migrate
 
@@ -234,9 +238,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             csv_path, json_path = write_files(n, root)
-            raw = raw_sqlite_rate(n, root)
-            dhis2_path = write_dhis2(n, root)
-            for label, path in (("csv", csv_path), ("json", json_path), ("dhis2", dhis2_path)):
+            # The best of three fresh runs: one run's fsyncs vary by a third on this disk,
+            # and the fastest baseline gives the least flattering ratio.
+            raw = max(raw_sqlite_rate(n, root, attempt) for attempt in range(RAW_RUNS))
+            runs = [("csv", csv_path), ("json", json_path)]
+            if n <= DHIS2_MAX_ROWS:
+                runs.append(("dhis2", write_dhis2(n, root)))
+            else:
+                print(
+                    f"{n:>9}  dhis2 skipped: one set of {n * len(MEASURES):,} values is one request"
+                )
+            for label, path in runs:
                 rate, memory = push_rate(path, root, label)
                 values = f" {rate * len(MEASURES):>14,.0f}" if label == "dhis2" else ""
                 print(
