@@ -68,6 +68,11 @@ class Metrics:
             registry=self.registry,
         )
 
+    def stored(self, schema_id: str, rows: int) -> None:
+        """A report was stored (not a replay, not a dry run): every way in counts it so."""
+        self.reports.labels(schema_id).inc()
+        self.rows.labels(schema_id).inc(rows)
+
 
 class NodeState(Collector):
     """The node's state, read from its database at each scrape (a few cheap queries).

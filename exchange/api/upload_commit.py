@@ -286,14 +286,9 @@ def _row_end(lines: list[str], wanted: int, first: int) -> int | None:
 def _refuse_hxl(texts: list[str], first: int) -> None:
     """An HXL-tagged file goes in one push: its columns are chosen by the hashtag row, which
     ``exchange.api.bodies`` reads and an upload session's batches do not."""
-    head = texts[: hxl_import.MAX_HEADER_ROWS]
-    if hxl_import.tagged("".join(head)):
-        try:
-            tags = hxl_import.tag_row(list(csv.reader(head)))
-        except csv.Error:
-            return  # not a readable head: the header check says why
-        if tags is not None:
-            raise ReportShapeError.coded("upload_hxl", line=first + tags)
+    tags = hxl_import.head_tag_row(texts)
+    if tags is not None:
+        raise ReportShapeError.coded("upload_hxl", line=first + tags)
 
 
 def _header(text: str, number: int, schema: ReportSchema) -> list[str]:

@@ -19,8 +19,8 @@ import typer
 from exchange.cli.common import NodeDir, console, fail, open_node
 
 if TYPE_CHECKING:
+    from exchange.clients.release_view import Rendering
     from nodes.node import Node
-    from schemas.model import ReportSchema
 
 
 class Format(StrEnum):
@@ -48,8 +48,7 @@ WeekOption = Annotated[
 ]
 
 
-def _schema(node: Node, schema_id: str) -> ReportSchema | None:
-    return node.registry.get(schema_id) if schema_id in node.registry else None
+_RENDERINGS: dict[Format, Rendering] = {Format.csv: "csv", Format.hxl: "hxl", Format.fhir: "fhir"}
 
 
 def _rendered(
@@ -60,23 +59,21 @@ def _rendered(
     *,
     area_names: dict[str, str] | None = None,
 ) -> str:
-    from exchange.clients.release_view import release_csv
-    from exchange.formats.fhir import measure_report
-    from exchange.formats.hxl_export import release_hxl
+    from exchange.clients.release_view import rendered
 
-    schema = _schema(node, str(document["release"].get("schema", "")))
-    if fmt == Format.csv:
-        return release_csv(document)
-    if fmt == Format.hxl:
-        return release_hxl(document, schema=schema, area_names=area_names)
-    if fmt == Format.fhir:
-        system = week.value if week is not None else node.settings.week_system
-        try:
-            report = measure_report(document, week_system=system, schema=schema)
-        except ValueError as exc:
-            fail(f"cannot write FHIR: {exc}")
-        return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
-    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    if fmt == Format.json:
+        return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    system = week.value if week is not None else node.settings.week_system
+    try:
+        return rendered(
+            document,
+            _RENDERINGS[fmt],
+            registry=node.registry,
+            week_system=system,
+            area_names=area_names,
+        )
+    except ValueError as exc:
+        fail(f"cannot write {fmt.value.upper()}: {exc}")
 
 
 def _write(text: str | bytes, out: Path | None) -> None:

@@ -14,7 +14,6 @@ is, a larger one as JSON Lines.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,13 +129,7 @@ def _hxl_tagged(path: Path) -> bool:
     """Whether the CSV file has an HXL hashtag row under its header rows."""
     with path.open("rb") as handle:
         head = handle.read(64 * 1024).decode("utf-8", "replace")
-    if not hxl_import.tagged(head):
-        return False
-    lines = head.splitlines()[: hxl_import.MAX_HEADER_ROWS]
-    try:
-        return hxl_import.tag_row(list(csv.reader(lines))) is not None
-    except csv.Error:
-        return False
+    return hxl_import.head_tag_row(head.splitlines(keepends=True)) is not None
 
 
 def push_file(

@@ -1,4 +1,5 @@
-"""Showing a received release to a person: a rich table, CSV for a spreadsheet, or curves.
+"""Showing a received release to a person: a rich table, CSV for a spreadsheet, curves, or
+the formats other tools read (HXL-tagged CSV, a FHIR MeasureReport: ``rendered``).
 
 Every number is shown with its 95% accuracy (the half-width of its interval), because a
 noisy count without its error bar invites over-reading; suppressed cells say so.
@@ -8,13 +9,22 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.table import Table
 
+from exchange.formats.fhir import measure_report
+from exchange.formats.hxl_export import release_hxl
+from schemas.periods import WeekSystem
+
 if TYPE_CHECKING:
     from nodes.releases.store import StoredRelease
+    from schemas.registry import SchemaRegistry
+
+Rendering = Literal["csv", "hxl", "fhir"]
 
 
 def _dimensions(release: dict[str, Any]) -> list[str]:
@@ -126,3 +136,24 @@ def provided_document(stored: StoredRelease, *, node_id: str, node_name: str) ->
         "recipient": {"id": stored.partner_id},
         "release": release.as_document(),
     }
+
+
+def rendered(
+    document: dict[str, Any],
+    kind: Rendering,
+    *,
+    registry: SchemaRegistry,
+    week_system: WeekSystem,
+    area_names: Mapping[str, str] | None = None,
+) -> str:
+    """A release document as text another tool reads: CSV, HXL-tagged CSV, or a FHIR R4
+    MeasureReport whose weeks are read in ``week_system`` (the document does not name one).
+    The one place the command line and the dashboard render releases."""
+    if kind == "csv":
+        return release_csv(document)
+    schema_id = str(document["release"].get("schema", ""))
+    schema = registry.get(schema_id) if schema_id in registry else None
+    if kind == "hxl":
+        return release_hxl(document, schema=schema, area_names=area_names)
+    report = measure_report(document, week_system=week_system, schema=schema)
+    return json.dumps(report, ensure_ascii=False, indent=2) + "\n"

@@ -15,6 +15,7 @@ states, so a sheet that mixes province rows and district rows reads as it is mea
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,18 @@ def tagged(text: str) -> bool:
     lines. Cheap, and only a hint: ``tag_row`` decides on the parsed rows."""
     head = text[:65536].split("\n")[:MAX_HEADER_ROWS]
     return any(line.lstrip('"').startswith("#") or ",#" in line or ',"#' in line for line in head)
+
+
+def head_tag_row(lines: Sequence[str]) -> int | None:
+    """The hashtag row's index among a file's first lines (not yet parsed as CSV); None when
+    they hold none, or cannot be read as CSV (the reader that follows says why)."""
+    head = list(lines[:MAX_HEADER_ROWS])
+    if not tagged("".join(head)):
+        return None
+    try:
+        return tag_row(list(csv.reader(head)))
+    except csv.Error:
+        return None
 
 
 def tag_row(rows: Sequence[Sequence[str]]) -> int | None:

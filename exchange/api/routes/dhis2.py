@@ -197,8 +197,7 @@ async def import_data_value_set(
         import_body, node, agency, body, content_type, schemes, dryRun
     )
     if stored is not None and not dryRun:
-        request.app.state.metrics.reports.labels(stored.schema_id).inc()
-        request.app.state.metrics.rows.labels(stored.schema_id).inc(stored.rows)
+        request.app.state.metrics.stored(stored.schema_id, stored.rows)
     return JSONResponse(message, status_code=status)
 
 

@@ -159,8 +159,7 @@ async def push_report(
     if dry_run:
         response.status_code = 200
     elif not stored.replayed:
-        request.app.state.metrics.reports.labels(stored.schema_id).inc()
-        request.app.state.metrics.rows.labels(stored.schema_id).inc(stored.rows)
+        request.app.state.metrics.stored(stored.schema_id, stored.rows)
     if stored.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return receipt_of(stored, dry_run=dry_run)

@@ -248,8 +248,7 @@ async def commit_upload(
     if stored.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     elif not dry_run:
-        request.app.state.metrics.reports.labels(stored.schema_id).inc()
-        request.app.state.metrics.rows.labels(stored.schema_id).inc(stored.rows)
+        request.app.state.metrics.stored(stored.schema_id, stored.rows)
     return receipt_of(stored, dry_run=dry_run and not stored.replayed)
 
 

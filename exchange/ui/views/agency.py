@@ -167,8 +167,7 @@ async def store_file(
             raise
         return _refused(request, node, agency.token, exc.schema, exc, filename="")
     if not stored.replayed:
-        request.app.state.metrics.reports.labels(stored.schema_id).inc()
-        request.app.state.metrics.rows.labels(stored.schema_id).inc(stored.rows)
+        request.app.state.metrics.stored(stored.schema_id, stored.rows)
     schema = node.registry.get(stored.schema_id)
     return render(
         request,

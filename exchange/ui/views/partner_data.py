@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +26,7 @@ from starlette.responses import Response
 from exchange import i18n
 from exchange.api.dependencies import NodeDep
 from exchange.clients import pulling
-from exchange.clients.release_view import TIME_DIMENSION, Series, curves, release_csv
-from exchange.formats.fhir import measure_report
-from exchange.formats.hxl_export import release_hxl
+from exchange.clients.release_view import TIME_DIMENSION, Rendering, Series, curves, rendered
 from exchange.signing.signatures import SignatureError, UnknownKeyError
 from exchange.ui import charts
 from exchange.ui.pages import page_router
@@ -282,16 +279,17 @@ async def received_release(
     return render(request, "partner_data/release.html", context)
 
 
-@router.get("/ui/received/{received_id:int}.csv")
-async def received_csv(
-    request: Request, node: NodeDep, _viewer: AnalystViewer, received_id: int
-) -> Response:
-    found = await _find(node, received_id, request.state.language)
-    return Response(
-        release_csv(found.release.document),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="received-{received_id}.csv"'},
-    )
+#: The downloads of a received release besides its signed JSON: suffix, rendering, media type.
+DOWNLOADS: dict[str, tuple[Rendering, str]] = {
+    "csv": ("csv", "text/csv; charset=utf-8"),
+    "hxl.csv": ("hxl", "text/csv; charset=utf-8"),
+    "fhir.json": ("fhir", "application/fhir+json"),
+}
+
+
+def _attachment(body: str | bytes, media_type: str, filename: str) -> Response:
+    disposition = f'attachment; filename="{filename}"'
+    return Response(body, media_type=media_type, headers={"Content-Disposition": disposition})
 
 
 @router.get("/ui/received/{received_id:int}.json")
@@ -300,42 +298,30 @@ async def received_json(
 ) -> Response:
     """The response body the peer signed, as received: it verifies against its signature."""
     found = await _find(node, received_id, request.state.language)
-    return Response(
-        found.release.response.body,
-        media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="received-{received_id}.json"'},
+    return _attachment(
+        found.release.response.body, "application/json", f"received-{received_id}.json"
     )
 
 
-@router.get("/ui/received/{received_id:int}.fhir.json")
-async def received_fhir(
-    request: Request, node: NodeDep, _viewer: AnalystViewer, received_id: int
-) -> Response:
-    """A FHIR R4 MeasureReport, weeks read in this node's numbering (the release does not
-    name one; a federation shares it)."""
-    found = await _find(node, received_id, request.state.language)
-    document = found.release.document
-    report = measure_report(
-        document,
-        week_system=node.settings.week_system,
-        schema=_schema(node, str(document["release"].get("schema", ""))),
-    )
-    return Response(
-        json.dumps(report, ensure_ascii=False, indent=2),
-        media_type="application/fhir+json",
-        headers={"Content-Disposition": f'attachment; filename="received-{received_id}.fhir.json"'},
-    )
+def _download(suffix: str, kind: Rendering, media_type: str) -> None:
+    """The route of one rendered download: CSV, HXL-tagged CSV or a FHIR MeasureReport, its
+    weeks read in this node's numbering (the release does not name one; a federation shares
+    it)."""
+
+    async def download(
+        request: Request, node: NodeDep, _viewer: AnalystViewer, received_id: int
+    ) -> Response:
+        found = await _find(node, received_id, request.state.language)
+        text = rendered(
+            found.release.document,
+            kind,
+            registry=node.registry,
+            week_system=node.settings.week_system,
+        )
+        return _attachment(text, media_type, f"received-{received_id}.{suffix}")
+
+    router.get(f"/ui/received/{{received_id:int}}.{suffix}", name=f"received_{kind}")(download)
 
 
-@router.get("/ui/received/{received_id:int}.hxl.csv")
-async def received_hxl(
-    request: Request, node: NodeDep, _viewer: AnalystViewer, received_id: int
-) -> Response:
-    found = await _find(node, received_id, request.state.language)
-    document = found.release.document
-    text = release_hxl(document, schema=_schema(node, str(document["release"].get("schema", ""))))
-    return Response(
-        text,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="received-{received_id}.hxl.csv"'},
-    )
+for _suffix, (_kind, _media_type) in DOWNLOADS.items():
+    _download(_suffix, _kind, _media_type)
