@@ -103,6 +103,9 @@ ROW_MESSAGES: dict[str, str] = {
         "{value} lies inside {ancestor}, which row {other_row} states for the same {fields}; "
         "one person would be counted twice. State {ancestor} or the areas inside it, not both"
     ),
+    # Emergency escalations (nodes.escalations)
+    # Correction notices (nodes.notices)
+    # Standing subscriptions (nodes.subscriptions)
 }
 
 Param = str | int | tuple[str, ...]

@@ -12,20 +12,26 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import nodes.audit.tables
+import nodes.escalations
 import nodes.federation_tables
 import nodes.ledger
+import nodes.notices
 import nodes.policy_loads
 import nodes.releases.tables
+import nodes.subscriptions
 from nodes import migrate
 from nodes.database import make_engine
 from nodes.tables import metadata
 
 DECLARING_MODULES = (
     nodes.audit.tables,
+    nodes.escalations,
     nodes.federation_tables,
     nodes.ledger,
+    nodes.notices,
     nodes.policy_loads,
     nodes.releases.tables,
+    nodes.subscriptions,
 )
 
 

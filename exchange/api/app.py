@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import Depends, FastAPI
 
 from exchange import ui
-from exchange.api import metrics, problems
+from exchange.api import metrics, problems, subscription_tasks
 from exchange.api.checkpointing import keep_checkpoints
 from exchange.api.dependencies import reject_unknown_query_parameters
 from exchange.api.logs import RequestIdMiddleware
@@ -17,11 +17,14 @@ from exchange.api.request_guards import RequestGuardMiddleware
 from exchange.api.routes import (
     audit,
     dhis2,
+    escalations,
     federation,
     health,
+    notices,
     policy,
     reports,
     schemas,
+    subscriptions,
     uploads,
 )
 from nodes.node import Node
@@ -42,13 +45,18 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = node is None
         app.state.node = node or Node.open(settings)
-        checkpoints = asyncio.create_task(keep_checkpoints(app.state.node))
+        tasks = [
+            asyncio.create_task(keep_checkpoints(app.state.node)),
+            *subscription_tasks.start(app.state.node),
+        ]
         try:
             yield
         finally:
-            checkpoints.cancel()
-            with suppress(asyncio.CancelledError):
-                await checkpoints
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
             if opened:
                 app.state.node.close()
 
@@ -70,6 +78,9 @@ def create_app(settings: NodeSettings, *, node: Node | None = None) -> FastAPI:
     app.include_router(policy.router)
     app.include_router(federation.router)
     app.include_router(dhis2.router)
+    app.include_router(escalations.router)
+    app.include_router(notices.router)
+    app.include_router(subscriptions.router)
     ui.install(app)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has its id
     return app

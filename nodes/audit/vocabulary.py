@@ -24,9 +24,15 @@ Action = Literal[
     "audit.export",
     "auth.failed",
     "auth.forbidden",
+    "escalation.approve",
+    "escalation.expire",
+    "escalation.propose",
+    "escalation.revoke",
     "key.rotate",
     "node.backup",
     "node.restore",
+    "notice.create",
+    "notice.fetch",
     "peer.add",
     "peer.epoch",
     "peer.flagged",
@@ -41,6 +47,10 @@ Action = Literal[
     "report.push",
     "session.close",
     "session.open",
+    "subscription.add",
+    "subscription.cancel",
+    "subscription.end",
+    "subscription.fetch",
     "token.issue",
     "token.revoke",
     "token.rotate",
@@ -63,7 +73,7 @@ _BARE_ACTORS: Final = frozenset({"operator", "node", "unknown"})
 #: before it its owner (``partner:XC/release:7``). Only the first kind is checked.
 RESOURCE_KINDS: Final = frozenset(
     {"checkpoint", "key", "log", "partner", "policy", "release", "report", "route", "schema"}
-    | {"session", "token"}
+    | {"session", "token", "escalation", "notice", "subscription"}
 )
 
 #: ``rule`` names what refused a release: the policy decision's rule (``agreement ID``,

@@ -1,0 +1,9 @@
+"""CLI: subscriptions (issue 13)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Nothing yet."""
