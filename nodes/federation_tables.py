@@ -78,5 +78,7 @@ received_releases = Table(
     Column("response_status", Integer, nullable=False),
     Column("response_headers", Text, nullable=False),
     Column("response_body", LargeBinary, nullable=False),
+    # The received notice (``received_notices.id``) that says a correction superseded it.
+    Column("superseded_by_notice", Integer, nullable=True),
     Index("ix_received_releases_peer_release", "peer_id", "release_id"),
 )

@@ -18,13 +18,14 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
-from nodes import migrate, policy_loads
+from nodes import escalations, migrate, policy_loads
 from nodes.audit.startup import open_log
-from nodes.database import make_engine
+from nodes.database import make_engine, reading
 from nodes.identity import NodeKey
 from nodes.keys import current_key
 from nodes.policy_file import policy_from_text, read_policy_file, write_policy_file
 from nodes.settings import NodeSettings
+from policies import escalation
 from policies.node_policy import NodePolicy
 from schemas.columns import ValidationContext
 from schemas.gazetteer import Gazetteer
@@ -92,6 +93,14 @@ class Node:
         self.policy = self._compile(stored.document, source=stored.source)
         self.policy_row_hash = stored.hash
         return self.policy
+
+    def policy_at(self, now: dt.datetime) -> NodePolicy:
+        """What decisions run on at ``now``: the active policy, widened by the emergency
+        escalations in force then (`policies.escalation`), read afresh on every call so
+        that an approval, a revocation or an end time holds on every worker at once."""
+        with reading(self.engine) as conn:
+            grants = escalations.in_force(conn, now)
+        return escalation.effective(self.policy, grants)
 
     def apply_policy(self, text: str, *, source: str, actor: str, now: dt.datetime) -> NodePolicy:
         """Validate ``text`` and make it the active policy of every worker and replica.

@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from nodes import notices
 from nodes.access import ForbiddenError
 from nodes.audit.log import append
 from nodes.audit.vocabulary import Outcome
@@ -260,7 +261,11 @@ def _insert(
         rows=report.rows,
         superseded_rows=superseded,
     )
-    _log_push(conn, stored, token=token, now=now)  # last: the head lock is held to commit
+    # Partners whose releases the correction restated (queries before the audit head lock).
+    pending = notices.affected(conn, schema=schema, report_id=report_id, superseded=superseded)
+    # Last: the head lock is held to commit, so only the notices' few inserts follow.
+    _log_push(conn, stored, token=token, now=now)
+    notices.record(conn, pending, report_id=report_id, now=now)
     return stored
 
 

@@ -50,6 +50,9 @@ class NodeSettings(BaseSettings):
     #: The public transparency page (/ui/transparency): counts of releases and refusals and
     #: the ε spent per partner and schema, without sign-in. Off unless the operator says so.
     public_transparency: bool = False
+    #: Run `exchange subscriptions sync` inside `exchange serve` every this many seconds;
+    #: 0 (the default) leaves it to cron or a systemd timer.
+    subscription_sync_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
 
     @field_validator("directory")
     @classmethod

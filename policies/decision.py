@@ -109,6 +109,7 @@ class _Verdict(BaseModel):
             "cost": cost,
             "budget": budget,
             "cached_release": None if self.budget is None else self.budget.cached_release,
+            "escalation": None if granted is None else granted.escalation,
         }
 
 
@@ -122,6 +123,8 @@ class Allowed(_Verdict):
     cost: PrivacyCost
     charges: tuple[Charge, ...]
     suppress_below: int
+    #: the emergency escalation this release relies on (`policies.escalation.Grant.statement`)
+    escalation: dict[str, Any] | None = None
 
 
 class Denied(_Verdict):
@@ -255,7 +258,9 @@ def _within(
         global_charge(policy, schema.id, now),
     )
     widest = max(c.accuracy for c in cost.measures)
+    grant = policy.escalation_for(request.partner_id, agreement.id)
     reasons = (
+        *(() if grant is None else (grant.note(),)),
         *check.notes,
         f"the release has {space.size:,} cells and costs {show(cost.epsilon_micro)} "
         f"({cost.mechanism} mechanism); each value is within ±{widest:.1f} of the truth "
@@ -270,6 +275,7 @@ def _within(
         cost=cost,
         charges=charges,
         suppress_below=agreement.suppress_below,
+        escalation=None if grant is None else grant.statement(),
         partner_id=request.partner_id,
         schema_id=schema.id,
         policy_hash=policy.hash,

@@ -85,6 +85,24 @@ class DimensionRule(_Model):
     groups: dict[str, tuple[str, ...]] | None = None  # coded: released only as these groups
 
 
+#: The longest an escalation may last, whatever a policy says: 90 days.
+MAX_ESCALATION_HOURS = 24 * 90
+
+
+class EscalationLimits(_Model):
+    """How far an emergency escalation may widen an agreement, and for how long.
+
+    An agreement without these limits cannot be escalated: deny by default. Red lines stay
+    on top: limits that would cross one are a policy error.
+    """
+
+    max_hours: int = Field(ge=1, le=MAX_ESCALATION_HOURS)
+    measures: tuple[str, ...] = ()  # measures an escalation may add
+    dimensions: dict[str, DimensionRule] = Field(default_factory=dict)  # the finest allowed
+    epsilon: float | None = Field(default=None, gt=0, le=10)  # the highest epsilon a release
+    budget: float | None = Field(default=None, gt=0, le=10_000)  # the highest partner budget
+
+
 class Agreement(_Model):
     id: str = Field(pattern=_ID)
     partners: tuple[str, ...] = Field(min_length=1)
@@ -100,6 +118,7 @@ class Agreement(_Model):
     budget: Budget
     suppress_below: int = Field(default=0, ge=0, le=1_000_000)
     max_cells: int = Field(default=250_000, ge=1, le=5_000_000)
+    escalation: EscalationLimits | None = None  # None: no emergency escalation of it
 
     @model_validator(mode="after")
     def _consistent(self) -> Agreement:

@@ -13,8 +13,9 @@ YAML or reordering keys does not change it, and every decision names the version
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
 
@@ -32,6 +33,9 @@ from schemas.gazetteer import Gazetteer
 from schemas.periods import WeekSystem
 from schemas.registry import SchemaRegistry
 
+if TYPE_CHECKING:
+    from policies.escalation import Grant
+
 
 @dataclass(frozen=True, eq=False)
 class NodePolicy:
@@ -47,13 +51,22 @@ class NodePolicy:
     _by_partner: dict[tuple[str, str], tuple[Agreement, ...]] = field(
         default_factory=dict, repr=False
     )
+    #: (partner, agreement id): the emergency escalation widening it (`policies.escalation`)
+    escalations: Mapping[tuple[str, str], Grant] = field(default_factory=dict, repr=False)
 
     @property
     def node_id(self) -> str:
         return self.document.node
 
+    @property
+    def by_partner(self) -> Mapping[tuple[str, str], tuple[Agreement, ...]]:
+        return self._by_partner
+
     def agreements_for(self, partner_id: str, schema_id: str) -> tuple[Agreement, ...]:
         return self._by_partner.get((partner_id, schema_id), ())
+
+    def escalation_for(self, partner_id: str, agreement_id: str) -> Grant | None:
+        return self.escalations.get((partner_id, agreement_id))
 
     def red_lines_for(self, schema_id: str) -> tuple[RedLine, ...]:
         return tuple(r for r in self.document.red_lines if r.covers(schema_id))

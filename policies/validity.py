@@ -94,7 +94,7 @@ def _agreement(
         if name not in schema.dimensions:
             yield ("dimensions", name), f"{schema.id} has no dimension {name}"
             continue
-        for reason in _rule(schema, name, rule):
+        for reason in rule_problems(schema, name, rule):
             yield ("dimensions", name), reason
     for i, name in enumerate(agreement.filters):
         if name not in agreement.dimensions:
@@ -102,9 +102,38 @@ def _agreement(
         elif schema.dimension_type(name) not in (FieldType.AREA, FieldType.CODE):
             yield ("filters", i), f"{name} cannot be filtered; use since and until for weeks"
     yield from _red_line_conflicts(agreement, document, schema)
+    if agreement.escalation is not None:
+        for place, reason in _escalation_limits(agreement, document, schema):
+            yield ("escalation", *place), reason
 
 
-def _rule(schema: ReportSchema, name: str, rule: DimensionRule) -> Iterator[str]:
+def _escalation_limits(
+    agreement: Agreement, document: PolicyDocument, schema: ReportSchema
+) -> Iterator[Problem]:
+    """Limits name what the schema has, in the forms its agreement rules take, and never
+    reach past a red line: an escalation within them can never cross one."""
+    limits = agreement.escalation
+    assert limits is not None
+    for i, measure in enumerate(limits.measures):
+        if measure not in schema.measure_by_name:
+            yield ("measures", i), f"{schema.id} has no measure {measure}"
+    for name, rule in limits.dimensions.items():
+        if name not in schema.dimensions:
+            yield ("dimensions", name), f"{schema.id} has no dimension {name}"
+            continue
+        for reason in rule_problems(schema, name, rule):
+            yield ("dimensions", name), reason
+    for red in document.red_lines:
+        if red.covers(schema.id):
+            for i, measure in enumerate(limits.measures):
+                if measure in red.measures:
+                    yield ("measures", i), f"red line {red.id}: measure {measure} never leaves"
+            for name in limits.dimensions:
+                if name in red.dimensions:
+                    yield ("dimensions", name), f"red line {red.id}: dimension {name} never leaves"
+
+
+def rule_problems(schema: ReportSchema, name: str, rule: DimensionRule) -> Iterator[str]:
     kind = schema.dimension_type(name)
     if kind == FieldType.AREA:
         if rule.level is None or rule.period is not None or rule.groups is not None:

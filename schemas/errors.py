@@ -103,9 +103,6 @@ ROW_MESSAGES: dict[str, str] = {
         "{value} lies inside {ancestor}, which row {other_row} states for the same {fields}; "
         "one person would be counted twice. State {ancestor} or the areas inside it, not both"
     ),
-    # Emergency escalations (nodes.escalations)
-    # Correction notices (nodes.notices)
-    # Standing subscriptions (nodes.subscriptions)
 }
 
 Param = str | int | tuple[str, ...]
@@ -220,6 +217,46 @@ MESSAGES: dict[str, str] = {
     "upload_no_rows": N_("the upload has no rows; a report states at least one cell"),
     # Federation (exchange.api.routes.federation)
     "release_query_too_large": N_("a release query is at most {limit} bytes; this one is larger"),
+    # Emergency escalations (nodes.escalations)
+    "escalation_not_found": N_("there is no escalation {escalation}"),
+    "escalation_operators_only": N_("escalations are for operators; token '{token}' is {role}"),
+    "escalation_self_approval": N_(
+        "an escalation needs a second operator: {proposer} proposed escalation {escalation} "
+        "and cannot approve it"
+    ),
+    "escalation_lapsed": N_(
+        "escalation {escalation} lapsed unapproved at {lapsed}; propose it again"
+    ),
+    "escalation_not_a_proposal": N_(
+        "escalation {escalation} was approved or withdrawn already; only a proposal can be approved"
+    ),
+    "escalation_overlap": N_(
+        "escalation {other} of agreement {agreement} is in force for {partner} until {until}; "
+        "revoke it first, so that one escalation at a time widens an agreement"
+    ),
+    "escalation_not_revocable": N_(
+        "escalation {escalation} has ended or was revoked; there is nothing to revoke"
+    ),
+    "escalation_refused": N_("the policy refuses this escalation: {reasons}"),
+    # Correction notices (exchange.api.routes.notices)
+    "notice_query_too_large": N_("a notice query is at most {limit} bytes; this one is larger"),
+    # Standing subscriptions (nodes.subscriptions); the comment reserved above sits in
+    # ROW_MESSAGES, which holds per-row codes, so these request-level codes live here
+    "subscription_cadence": N_("a subscription's cadence is week or month, not {cadence}"),
+    "subscription_until": N_(
+        "a subscription names no last week (until): it runs until it is cancelled, its "
+        "agreement ends or its budget cannot pay"
+    ),
+    "subscription_period_mismatch": N_(
+        "the agreement does not release one {cadence} at a time; subscribe with the cadence "
+        "of its periods"
+    ),
+    "subscription_not_found": N_("no subscription {subscription} of yours"),
+    "subscription_period_not_due": N_(
+        "period {period} of subscription {subscription} is not due: it is not one of its "
+        "periods, or the embargo does not let it out yet"
+    ),
+    "subscription_ended": N_("subscription {subscription} has ended: {reason}"),
 }
 
 

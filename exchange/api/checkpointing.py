@@ -5,6 +5,10 @@ entries were appended since the last one (the first worker to wake does it; the 
 nothing to do, since checkpoints live in the database). So an entry is covered by a signed
 checkpoint at most one interval after it is written, and an idle node signs nothing. On
 shutdown the task signs once more, so a stopped node leaves no entry uncovered.
+
+The same tick first audits the emergency escalations that ended and the proposals that
+lapsed (`nodes.escalations.close_ended`): their end took effect at its time on every
+worker; this writes the entry that says so, before the checkpoint that covers it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 
 from starlette.concurrency import run_in_threadpool
 
+from nodes import escalations
 from nodes.audit import checkpoint_store
 from nodes.node import Node
 
@@ -23,6 +28,10 @@ log = logging.getLogger("exchange.audit")
 
 def sign_if_due(node: Node) -> None:
     """Sign a checkpoint if one is due; log (never raise) a failure, the next tick retries."""
+    try:
+        escalations.close_ended(node.engine, dt.datetime.now(dt.UTC))
+    except Exception:
+        log.exception("auditing ended escalations failed; retrying at the next interval")
     try:
         signed = checkpoint_store.sign_if_due(
             node.engine, node.key.private_key, now=dt.datetime.now(dt.UTC)

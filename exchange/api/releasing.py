@@ -47,7 +47,7 @@ from schemas.errors import ExchangeError
 Headers = tuple[tuple[str, str], ...]
 
 
-def _json(document: dict[str, Any]) -> bytes:
+def signed_json(document: dict[str, Any]) -> bytes:
     """Sorted keys, no whitespace: deterministic, and as fast as the standard library.
 
     Not RFC 8785: nobody re-serializes a release to check it, the signature covers the
@@ -67,7 +67,7 @@ class Answer:
     body: bytes
 
 
-def _problem(status: int, title: str, detail: str, **extra: Any) -> bytes:
+def problem_json(status: int, title: str, detail: str, **extra: Any) -> bytes:
     body: dict[str, Any] = {
         "type": f"urn:exchange:problem:{title.lower().replace(' ', '-')}",
         "title": title,
@@ -75,12 +75,12 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> bytes:
         "detail": detail,
     }
     body.update({k: v for k, v in extra.items() if v is not None})
-    return _json(body)
+    return signed_json(body)
 
 
 def unauthorized(exc: PartnerAuthError) -> Answer:
     """401, unsigned, saying which check failed and what a valid signature looks like."""
-    body = _problem(
+    body = problem_json(
         401,
         "Authentication required",
         str(exc),
@@ -154,12 +154,12 @@ def _outcome(
         # validated: only ever after the signature verified.
         query = ReleaseQuery.model_validate(strict_json.loads(message.body))
     except strict_json.StrictJsonError as exc:
-        return 422, problems.PROBLEM_JSON, _problem(422, "Invalid request", f"body: {exc}")
+        return 422, problems.PROBLEM_JSON, problem_json(422, "Invalid request", f"body: {exc}")
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         detail = f"{where}: {first.get('msg', 'invalid')}"
-        return 422, problems.PROBLEM_JSON, _problem(422, "Invalid request", detail)
+        return 422, problems.PROBLEM_JSON, problem_json(422, "Invalid request", detail)
     # Read before the release commits: a failure here must not follow a charge.
     checkpoint = witnessing.checkpoint_document(node, witnessing.since_of(message.url))
     try:
@@ -167,9 +167,9 @@ def _outcome(
     except ExchangeError as exc:
         status, title = problems.status_of(exc)
         extra = dict(exc.problem_extra)
-        return status, problems.PROBLEM_JSON, _problem(status, title, str(exc), **extra)
+        return status, problems.PROBLEM_JSON, problem_json(status, title, str(exc), **extra)
     document = release_document(node, partner, made.as_document(), checkpoint=checkpoint)
-    return 200, "application/json", _json(document)
+    return 200, "application/json", signed_json(document)
 
 
 def answer(node: Node, message: RequestMessage, *, now: datetime) -> Answer:

@@ -38,8 +38,17 @@ def check(
         typer.Option("--filter", help="DIMENSION=VALUE[,VALUE...]; repeat for more"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON")] = False,
+    escalation: Annotated[
+        int | None,
+        typer.Option(
+            help="Also decide as if this escalation (proposed or in force) were in force, and "
+            "show what it changes"
+        ),
+    ] = None,
 ) -> None:
-    """What a partner would get for a query, at what cost, and why; spends nothing."""
+    """What a partner would get for a query, at what cost, and why; spends nothing.
+
+    Escalations in force count; the answer says when one made the difference."""
     from nodes.releases import pipeline
 
     query = build_query(
@@ -52,8 +61,9 @@ def check(
         purpose=purpose,
     )
     with open_node(directory) as node:
-        decision = pipeline.check(node, partner_id=partner, query=query, now=utcnow())
-    summary = decision.summary()
+        decision, summary = pipeline.dry_run(
+            node, partner_id=partner, query=query, now=utcnow(), escalation_id=escalation
+        )
     if as_json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
@@ -68,6 +78,12 @@ def _print_decision(summary: dict[str, Any]) -> None:
     console.print(f"{verdict} by {summary['rule']}  (policy {summary['policy_hash'][:19]}…)")
     for reason in summary["reasons"]:
         console.print(f"  • {reason}", highlight=False)
+    plain = summary.get("without_escalation")
+    if plain is not None:
+        verdict = "allowed" if plain["allowed"] else "denied"
+        console.print(f"Without the escalation: {verdict} by {plain['rule']}", highlight=False)
+        for reason in plain["reasons"]:
+            console.print(f"  • {reason}", highlight=False)
     effective = summary["effective"]
     if effective is None:
         return

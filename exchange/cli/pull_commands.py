@@ -96,6 +96,22 @@ def pull_command(
         console.print(
             f"{from_}'s audit log: [{style}]{result.witness.verdict}[/] ({result.witness.reason})"
         )
+    _notices_after_pull(directory, from_)
+
+
+def _notices_after_pull(directory: NodeDir, peer_id: str) -> None:
+    """Fetch and show the correction notices waiting at the peer (not fatal: the pull is kept)."""
+    import httpx2
+
+    from exchange.cli.notice_commands import fetch_from, notice_table
+    from nodes import peers
+    from nodes.received_notices import listing
+
+    with open_node(directory) as node, httpx2.Client() as http:
+        new = fetch_from(node, http, peers.get_peer(node.engine, peer_id), after=None)
+        shown = [n for n in listing(node.engine, peer_id=peer_id) if n.id in (new or [])]
+    if shown:
+        console.print(notice_table(shown, f"New correction notices from {peer_id}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -119,7 +119,13 @@ def list_received(
             str(stored.id),
             escape(f"{item.peer_name} ({stored.peer_id})"),  # a peer names itself
             stored.schema_id,
-            stored.release_id + (" (cached)" if stored.cached else ""),
+            stored.release_id
+            + (" (cached)" if stored.cached else "")
+            + (
+                f" (superseded: notice #{stored.superseded_by_notice})"
+                if stored.superseded_by_notice is not None
+                else ""
+            ),
             stored.received_at.isoformat(timespec="seconds"),
             f"{release.get('epsilon_spent', 0):g}",
             escape(str(release.get("query", {}).get("purpose", ""))),
@@ -167,6 +173,19 @@ def show_received(directory: NodeDir, received_id: ReleaseId) -> None:
         f"{release.get('confidence', 0.95):.0%} accuracy",
         f"Signature: {signature}",
     ]
+    escalated = release.get("escalation")
+    if escalated:
+        lines.append(
+            f"Escalation: made under emergency escalation {escalated['id']} of agreement "
+            f"{escalated['agreement']}, proposed by {escalated['proposed_by']} and approved by "
+            f"{escalated['approved_by']}, in force until {escalated['until']}"
+        )
+    if found.release.superseded_by_notice is not None:
+        lines.append(
+            f"Superseded: the provider corrected data it covered (received notice "
+            f"#{found.release.superseded_by_notice}, 'exchange notices'); asking again is a "
+            "new release"
+        )
     for line in lines:
         console.print(line, highlight=False, markup=False)
     console.print(release_table(document))

@@ -154,7 +154,7 @@ def refresh_keys(node: Node, client: PeerClient, *, now: datetime) -> KeyUpdate:
     return update
 
 
-def _unsigned(exchange: Exchange) -> bool:
+def is_unsigned(exchange: Exchange) -> bool:
     return exchange.response.header("signature") is None
 
 
@@ -164,7 +164,7 @@ def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchang
     exchange = client.post_signed(path, body, key=keys.current_key(node.settings.keys_dir).get())
     if (
         exchange.response.status == 401
-        and _unsigned(exchange)
+        and is_unsigned(exchange)
         and exchange.problem().get("signature_error") == "unknown_key"
     ):
         previous = keys.previous_key(node.settings.keys_dir, now=now)
@@ -173,7 +173,9 @@ def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchang
     return exchange
 
 
-def _verify(node: Node, client: PeerClient, exchange: Exchange, now: datetime) -> VerifiedSignature:
+def verify_answer(
+    node: Node, client: PeerClient, exchange: Exchange, now: datetime
+) -> VerifiedSignature:
     try:
         return client.verify(exchange)
     except PeerKeyUnknownError as unknown:
@@ -186,7 +188,7 @@ def _verify(node: Node, client: PeerClient, exchange: Exchange, now: datetime) -
     return client.verify(exchange)
 
 
-def _document(client: PeerClient, exchange: Exchange, node_id: str) -> dict[str, Any]:
+def release_document_of(client: PeerClient, exchange: Exchange, node_id: str) -> dict[str, Any]:
     url = exchange.request.url
     try:
         document = json.loads(exchange.response.body)
@@ -221,12 +223,12 @@ def pull(
     """
     now = clock()
     exchange = _send(node, client, query.model_dump_json().encode(), now)
-    if _unsigned(exchange) and exchange.response.status != 200:
+    if is_unsigned(exchange) and exchange.response.status != 200:
         raise client.refusal(exchange, signed=False)
-    signature = _verify(node, client, exchange, now)
+    signature = verify_answer(node, client, exchange, now)
     if exchange.response.status != 200:
         raise client.refusal(exchange, signed=True)
-    document = _document(client, exchange, node.settings.node_id)
+    document = release_document_of(client, exchange, node.settings.node_id)
     release = document["release"]
     received_id = received.store(
         node.engine,

@@ -120,6 +120,10 @@ agreements:
     valid_until: 2030-12-31
     privacy: {{mechanism: laplace, epsilon: 1.0}}
     budget: {{epsilon: 8, period: total}}
+    escalation:                       # in an emergency, two operators may allow
+      max_hours: 72                   # districts for up to three days
+      dimensions:
+        area: {{level: 2}}
   - id: {nation.id.lower()}-{nation.far_partner.lower()}-national
     partners: [{nation.far_partner}]
     schema: weekly_epi@1

@@ -106,4 +106,6 @@ class Release:
             "policy_hash": stored.policy_hash,
             "created_at": utc_text(stored.created_at),
             "cached": self.cached,
+            # Only under an escalation: which, approved by whom, until when.
+            **({"escalation": stored.escalation} if stored.escalation else {}),
         }

@@ -36,12 +36,12 @@ import contextlib
 import datetime as dt
 import hashlib
 import time
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import rfc8785
 from sqlalchemy import Connection
 
-from nodes import aggregates, ledger
+from nodes import aggregates, escalations, ledger
 from nodes.access import ForbiddenError
 from nodes.audit import log as audit_log
 from nodes.audit.vocabulary import Outcome
@@ -50,13 +50,14 @@ from nodes.ledger import InsufficientBudgetError
 from nodes.node import Node
 from nodes.releases import store
 from nodes.releases.document import Release
-from policies import privacy
+from policies import escalation, privacy
 from policies.accounts import BudgetLine
 from policies.decision import Allowed, Decision, Denied, ReleaseRequest, decide, decide_with_keys
+from policies.escalation import Grant
 from policies.keyspace import KeySpace
 from policies.privacy import Counts
 from policies.query import ReleaseQuery
-from schemas.errors import ExchangeError
+from schemas.errors import ExchangeError, NotFoundError
 
 __all__ = [
     "InsufficientBudgetError",
@@ -93,20 +94,63 @@ class PolicyDeniedError(ForbiddenError):
         super().__init__(decision.sentence)
 
 
-def check(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetime) -> Decision:
+def check(
+    node: Node,
+    *,
+    partner_id: str,
+    query: ReleaseQuery,
+    now: dt.datetime,
+    escalations: bool = True,
+    assume: Grant | None = None,
+) -> Decision:
     """The decision, its effective query and cost, and the budget it would leave (nothing
-    if a stored release already answers it). Spends and records nothing."""
-    decision = decide(ReleaseRequest(partner_id=partner_id, query=query), node.policy, now)
+    if a stored release already answers it). Spends and records nothing.
+
+    ``escalations=False`` decides on the policy alone, without the escalations in force;
+    ``assume`` decides as if that (proposed) escalation were in force too.
+    """
+    policy = node.policy_at(now) if escalations else node.policy
+    if assume is not None:
+        policy = escalation.effective(policy, [assume])
+    decision = decide(ReleaseRequest(partner_id=partner_id, query=query), policy, now)
     if isinstance(decision, Denied):
         return decision
     with reading(node.engine) as conn:
         version = aggregates.data_version(conn, decision.schema_id)
-        key = store.cache_key(decision.effective, version)
+        key = store.cache_key(decision.effective, version, decision.escalation)
         cached = store.cached_id(conn, partner_id=partner_id, key=key)
         cost = 0 if cached is not None else decision.cost.epsilon_micro
         outlook = ledger.outlook(conn, decision.charges, cost)
     budget = outlook.model_copy(update={"cached_release": cached})
     return decision.model_copy(update={"budget": budget})
+
+
+def dry_run(
+    node: Node,
+    *,
+    partner_id: str,
+    query: ReleaseQuery,
+    now: dt.datetime,
+    escalation_id: int | None = None,
+) -> tuple[Decision, dict[str, Any]]:
+    """What ``policy check`` shows: the decision and its summary; when an escalation (in
+    force, or ``escalation_id`` as if approved now) made a difference, the summary adds
+    what the policy alone would say (``without_escalation``). Spends nothing."""
+    assume = None
+    if escalation_id is not None:
+        found = escalations.get(node.engine, escalation_id)
+        if found is None:
+            raise NotFoundError.coded("escalation_not_found", escalation=escalation_id)
+        assume = found.assumed(now)
+    decision = check(node, partner_id=partner_id, query=query, now=now, assume=assume)
+    summary = decision.summary()
+    if summary["escalation"] is not None:
+        plain = check(node, partner_id=partner_id, query=query, now=now, escalations=False)
+        shown = plain.summary()
+        summary["without_escalation"] = {
+            k: shown[k] for k in ("allowed", "rule", "reasons", "cost", "cells")
+        }
+    return decision, summary
 
 
 def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetime) -> Release:
@@ -118,7 +162,7 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
     computed after ``IN_FLIGHT_WAIT`` seconds.
     """
     request = ReleaseRequest(partner_id=partner_id, query=query)
-    decided = decide_with_keys(request, node.policy, now)
+    decided = decide_with_keys(request, node.policy_at(now), now)
     if isinstance(decided[0], Denied):
         _refuse(node, decided[0], PolicyDeniedError(decided[0]), now)
     decision, space = decided  # allowed, with the key set it was priced on
@@ -126,13 +170,13 @@ def release(node: Node, *, partner_id: str, query: ReleaseQuery, now: dt.datetim
     deadline = time.monotonic() + IN_FLIGHT_WAIT
     while True:
         if time.monotonic() > deadline:
-            raise ReleaseInProgressError(_IN_PROGRESS)
+            raise ReleaseInProgressError(IN_PROGRESS)
         with reading(node.engine) as conn:
             # The version is read before the data: under PostgreSQL's READ COMMITTED a push
             # may land in between, and then the release is keyed to older data than it saw
             # (never served stale), not the other way round.
             version = aggregates.data_version(conn, effective.schema_id)
-            key = store.cache_key(effective, version)
+            key = store.cache_key(effective, version, decision.escalation)
             cached = store.find_cached(conn, partner_id=partner_id, key=key)
             held = None if cached else store.slot(conn, partner_id=partner_id, key=key)
             short = (
@@ -218,6 +262,7 @@ def _draw(
         epsilon_micro=cost.epsilon_micro,
         policy_hash=decision.policy_hash,
         created_at=now,
+        escalation=decision.escalation,
     )
     node_id = node.settings.node_id
     return Release.of(
@@ -237,7 +282,7 @@ def _published(decision: Allowed, noisy: dict[str, Counts]) -> store.Values:
     return values
 
 
-_IN_PROGRESS = (
+IN_PROGRESS = (
     "an identical request is still being computed; ask again in a moment: it will be "
     "answered with the same release, and nothing was charged for this one"
 )
@@ -266,7 +311,7 @@ def _await(
             found = store.slot(conn, partner_id=partner_id, key=key)
         if found is None or found.released or found.release_id != held.release_id:
             return
-    raise ReleaseInProgressError(_IN_PROGRESS)
+    raise ReleaseInProgressError(IN_PROGRESS)
 
 
 def _give_up(node: Node, release_id: int) -> None:

@@ -49,6 +49,7 @@ class ReceivedRelease:
     cached: bool
     request: RawRequest
     response: RawResponse
+    superseded_by_notice: int | None = None  # the received notice of a correction, if any
 
     @property
     def document(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def _record(row: Any) -> ReceivedRelease:
         response=RawResponse(
             m["response_status"], _headers(m["response_headers"]), m["response_body"]
         ),
+        superseded_by_notice=m["superseded_by_notice"],
     )
 
 

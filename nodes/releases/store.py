@@ -45,11 +45,20 @@ class StoredRelease:
     epsilon_micro: int
     policy_hash: str
     created_at: dt.datetime
+    #: the emergency escalation it was made under (`policies.escalation.Grant.statement`)
+    escalation: dict[str, Any] | None = None
 
 
-def cache_key(effective: EffectiveQuery, data_version: int) -> str:
-    """Same effective query (the purpose aside) over the same data: the same key."""
+def cache_key(
+    effective: EffectiveQuery, data_version: int, escalation: dict[str, Any] | None = None
+) -> str:
+    """Same effective query (the purpose aside) over the same data: the same key.
+
+    A release made under an escalation is keyed to it too, so it is never served again
+    once the escalation ends, nor served for it from a release made before it."""
     view: dict[str, Any] = {"query": effective.cache_view(), "data_version": data_version}
+    if escalation is not None:
+        view["escalation"] = escalation["id"]
     return hashlib.sha256(rfc8785.dumps(view)).hexdigest()
 
 
@@ -217,4 +226,5 @@ def _stored(row: RowMapping) -> StoredRelease:
         epsilon_micro=row["epsilon_micro"],
         policy_hash=row["policy_hash"],
         created_at=row["created_at"],
+        escalation=json.loads(row["decision"]).get("escalation"),
     )

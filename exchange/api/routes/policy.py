@@ -113,25 +113,33 @@ class PolicyCheck(BaseModel):
 
     partner_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$", examples=["XB"])
     query: ReleaseQuery
+    escalation: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Also decide as if this escalation (proposed or in force) were in force",
+    )
 
 
 @router.post(
     "/check",
-    responses={**documented(401, 403, 422), 400: _UNPARSABLE},
+    responses={**documented(401, 403, 404, 422), 400: _UNPARSABLE},
     summary="Decide a partner's query without releasing or spending anything",
 )
 async def check_policy(
     body: PolicyCheck, _operator: CurrentOperator, node: NodeDep
 ) -> dict[str, Any]:
     """The decision, its reasons, the effective query, the cost and the budget it would leave.
-    A denial is a normal answer here (``allowed: false``), not an error."""
-    decision = await run_in_threadpool(
+    A denial is a normal answer here (``allowed: false``), not an error. When an escalation
+    made the difference, ``without_escalation`` says what the policy alone would answer."""
+    _decision, summary = await run_in_threadpool(
         functools.partial(
-            pipeline.check,
+            pipeline.dry_run,
             node,
             partner_id=body.partner_id,
             query=body.query,
             now=dt.datetime.now(dt.UTC),
+            escalation_id=body.escalation,
         )
     )
-    return decision.summary()
+    return summary

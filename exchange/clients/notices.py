@@ -1,0 +1,168 @@
+"""Fetching a peer's correction notices: signed request, verified answer, evidence kept.
+
+Exactly the release path's checks (``exchange.clients.pulling``): the request is signed
+with our current key (our previous one while in grace, if the peer does not know the new
+one yet), the answer must verify against a key we trust for that very peer (an unknown key
+makes us fetch its descriptor and accept endorsed keys, then check again), and the
+document must say it is from that peer and for this node. Only then are the notices kept,
+each with the exchange's bytes so ``reverify`` can check it again later, and the received
+releases they name marked superseded. Pages are followed until the peer says no more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from exchange.clients.peer import Exchange, PeerClient, PeerProtocolError
+from exchange.clients.pulling import verify_answer  # the release path's key follow-up
+from exchange.signing.signatures import (
+    RequestMessage,
+    ResponseMessage,
+    UnknownKeyError,
+    VerifiedSignature,
+    verify_response,
+)
+from nodes import keys, peers, received_notices
+from nodes.database import reading
+from nodes.node import Node
+from nodes.releases import received
+
+NOTICES_PATH = "/v1/notices"
+NOTICES_TYPE = "crisis-exchange/notices"
+#: A peer that keeps saying "more" is not followed for ever.
+MAX_PAGES = 100
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    peer_id: str
+    fetched: int  # notices the peer sent
+    stored: list[int]  # ids of those new to us (received_notices)
+
+
+def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchange:
+    exchange = client.post_signed(
+        NOTICES_PATH, body, key=keys.current_key(node.settings.keys_dir).get()
+    )
+    if (
+        exchange.response.status == 401
+        and exchange.response.header("signature") is None
+        and exchange.problem().get("signature_error") == "unknown_key"
+    ):
+        previous = keys.previous_key(node.settings.keys_dir, now=now)
+        if previous is not None:
+            exchange = client.post_signed(NOTICES_PATH, body, key=previous)
+    return exchange
+
+
+def _valid_notice(notice: Any) -> bool:
+    return (
+        isinstance(notice, dict)
+        and isinstance(notice.get("notice_id"), int)
+        and isinstance(notice.get("schema"), str)
+        and isinstance(notice.get("release_ids"), list)
+        and all(isinstance(i, int) for i in notice["release_ids"])
+        and isinstance(notice.get("weeks"), list)
+    )
+
+
+def release_document_of(client: PeerClient, exchange: Exchange, node_id: str) -> dict[str, Any]:
+    try:
+        document = json.loads(exchange.response.body)
+        ok = (
+            document.get("type") == NOTICES_TYPE
+            and document["provider"]["id"] == client.peer_id
+            and document["recipient"]["id"] == node_id
+            and isinstance(document["more"], bool)
+            and all(_valid_notice(n) for n in document["notices"])
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise PeerProtocolError(
+            client.peer_id, exchange.request.url, "signed an answer that is not its notices for us"
+        )
+    checked: dict[str, Any] = document
+    return checked
+
+
+def _page(
+    node: Node, client: PeerClient, after: int, now: datetime
+) -> tuple[dict[str, Any], Exchange, VerifiedSignature]:
+    exchange = _send(node, client, json.dumps({"from": after}).encode(), now)
+    if exchange.response.header("signature") is None and exchange.response.status != 200:
+        raise client.refusal(exchange, signed=False)
+    signature = verify_answer(node, client, exchange, now)
+    if exchange.response.status != 200:
+        raise client.refusal(exchange, signed=True)
+    return release_document_of(client, exchange, node.settings.node_id), exchange, signature
+
+
+def fetch(
+    node: Node, client: PeerClient, *, after: int = 0, clock: Callable[[], datetime] = _now
+) -> FetchResult:
+    """Fetch ``client``'s peer's notices for us after ``after``; verify, keep, mark.
+
+    Raises a PeerError as ``pulling.pull`` does (nothing of a page that fails is stored).
+    """
+    fetched: int = 0
+    stored: list[int] = []
+    for _page_number in range(MAX_PAGES):
+        document, exchange, signature = _page(node, client, after, clock())
+        page = document["notices"]
+        fetched += len(page)
+        stored += received_notices.store(
+            node.engine,
+            peer_id=client.peer_id,
+            notices=page,
+            key_id=signature.key_id,
+            request=received.RawRequest(
+                exchange.request.method,
+                exchange.request.url,
+                exchange.request.headers,
+                exchange.request.body,
+            ),
+            response=received.RawResponse(
+                exchange.response.status, exchange.response.headers, exchange.response.body
+            ),
+            now=clock(),
+        )
+        if not document["more"] or not page:
+            break
+        after = max(n["notice_id"] for n in page)
+    return FetchResult(client.peer_id, fetched, stored)
+
+
+def reverify(node: Node, stored: received_notices.ReceivedNotice) -> VerifiedSignature:
+    """Check a kept notice's signature again, over the stored bytes, as of its receipt,
+    and that the signed body still holds the notice as kept. Raises SignatureError
+    (UnknownKeyError if the key is no longer registered) or ValueError."""
+    with reading(node.engine) as conn:
+        peer = peers.get(conn, stored.peer_id, include_removed=True)
+    key = next((k for k in peer.keys if k.key_id == stored.key_id), None)
+    if key is None:
+        raise UnknownKeyError(f"key {stored.key_id} of {stored.peer_id} is not registered")
+    request = RequestMessage(
+        stored.request.method, stored.request.url, stored.request.headers, stored.request.body
+    )
+    response = ResponseMessage(
+        stored.response.status, stored.response.headers, stored.response.body, request
+    )
+    signature = verify_response(
+        response,
+        resolve_key=lambda kid: key.key if kid == key.key_id else None,
+        now=stored.received_at,
+        max_age=node.settings.signature_max_age_seconds,
+    )
+    signed = json.loads(stored.response.body).get("notices", [])
+    if stored.document not in signed:
+        raise ValueError(f"the signed answer does not hold notice {stored.notice_id} as kept")
+    return signature
