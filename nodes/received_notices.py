@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select, update
 from nodes.database import reading, writing
 from nodes.federation_tables import received_releases
 from nodes.notices import received_notices
-from nodes.releases.received import Headers, RawRequest, RawResponse
+from nodes.releases.received import Headers, RawRequest, RawResponse, kept_exchange
 from schemas.errors import NotFoundError
 
 
@@ -97,13 +97,7 @@ def store(
                     document=json.dumps(notice, sort_keys=True),
                     key_id=key_id,
                     received_at=now,
-                    request_method=request.method,
-                    request_url=request.url,
-                    request_headers=json.dumps(request.headers),
-                    request_body=request.body,
-                    response_status=response.status,
-                    response_headers=json.dumps(response.headers),
-                    response_body=response.body,
+                    **kept_exchange(request, response),
                 )
                 .returning(received_notices.c.id)
             ).scalar_one()

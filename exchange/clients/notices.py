@@ -18,16 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exchange.clients.peer import Exchange, PeerClient, PeerProtocolError
-from exchange.clients.pulling import verify_answer  # the release path's key follow-up
+from exchange.clients.pulling import verify_answer, verify_kept
 from exchange.signing.signatures import (
-    RequestMessage,
-    ResponseMessage,
-    UnknownKeyError,
     VerifiedSignature,
-    verify_response,
 )
-from nodes import keys, peers, received_notices
-from nodes.database import reading
+from nodes import keys, received_notices
 from nodes.node import Node
 from nodes.releases import received
 
@@ -145,23 +140,14 @@ def reverify(node: Node, stored: received_notices.ReceivedNotice) -> VerifiedSig
     """Check a kept notice's signature again, over the stored bytes, as of its receipt,
     and that the signed body still holds the notice as kept. Raises SignatureError
     (UnknownKeyError if the key is no longer registered) or ValueError."""
-    with reading(node.engine) as conn:
-        peer = peers.get(conn, stored.peer_id, include_removed=True)
-    key = next((k for k in peer.keys if k.key_id == stored.key_id), None)
-    if key is None:
-        raise UnknownKeyError(f"key {stored.key_id} of {stored.peer_id} is not registered")
-    request = RequestMessage(
-        stored.request.method, stored.request.url, stored.request.headers, stored.request.body
-    )
-    response = ResponseMessage(
-        stored.response.status, stored.response.headers, stored.response.body, request
-    )
-    signature = verify_response(
-        response,
-        resolve_key=lambda kid: key.key if kid == key.key_id else None,
-        now=stored.received_at,
-        max_age=node.settings.signature_max_age_seconds,
-    )
+    signature = verify_kept(
+        node,
+        peer_id=stored.peer_id,
+        key_id=stored.key_id,
+        request=stored.request,
+        response=stored.response,
+        received_at=stored.received_at,
+    ).signature
     signed = json.loads(stored.response.body).get("notices", [])
     if stored.document not in signed:
         raise ValueError(f"the signed answer does not hold notice {stored.notice_id} as kept")

@@ -84,21 +84,37 @@ def reverify(node: Node, stored: received.ReceivedRelease) -> Reverified:
     may say the key was revoked). Raises SignatureError: UnknownKeyError when the key is
     no longer registered at all, another kind when the bytes no longer verify.
     """
+    return verify_kept(
+        node,
+        peer_id=stored.peer_id,
+        key_id=stored.key_id,
+        request=stored.request,
+        response=stored.response,
+        received_at=stored.received_at,
+    )
+
+
+def verify_kept(
+    node: Node,
+    *,
+    peer_id: str,
+    key_id: str,
+    request: received.RawRequest,
+    response: received.RawResponse,
+    received_at: datetime,
+) -> Reverified:
+    """`reverify` for any signed exchange kept as received (a release, a notice)."""
     with reading(node.engine) as conn:
-        peer = peers.get(conn, stored.peer_id, include_removed=True)
-    key = next((k for k in peer.keys if k.key_id == stored.key_id), None)
+        peer = peers.get(conn, peer_id, include_removed=True)
+    key = next((k for k in peer.keys if k.key_id == key_id), None)
     if key is None:
-        raise UnknownKeyError(f"key {stored.key_id} of {stored.peer_id} is not registered")
-    request = RequestMessage(
-        stored.request.method, stored.request.url, stored.request.headers, stored.request.body
-    )
-    response = ResponseMessage(
-        stored.response.status, stored.response.headers, stored.response.body, request
-    )
+        raise UnknownKeyError(f"key {key_id} of {peer_id} is not registered")
+    sent = RequestMessage(request.method, request.url, request.headers, request.body)
+    answer = ResponseMessage(response.status, response.headers, response.body, sent)
     signature = verify_response(
-        response,
+        answer,
         resolve_key=lambda kid: key.key if kid == key.key_id else None,
-        now=stored.received_at,
+        now=received_at,
         max_age=node.settings.signature_max_age_seconds,
     )
     return Reverified(signature, key)

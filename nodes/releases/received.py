@@ -82,6 +82,20 @@ def _record(row: Any) -> ReceivedRelease:
     )
 
 
+def kept_exchange(request: RawRequest, response: RawResponse) -> dict[str, object]:
+    """The columns that keep a signed exchange exactly as sent and received (a release's,
+    a notice's), so that its signature can be checked again later."""
+    return {
+        "request_method": request.method,
+        "request_url": request.url,
+        "request_headers": json.dumps(request.headers),
+        "request_body": request.body,
+        "response_status": response.status,
+        "response_headers": json.dumps(response.headers),
+        "response_body": response.body,
+    }
+
+
 def store(
     engine: Engine,
     *,
@@ -108,13 +122,7 @@ def store(
                 key_id=key_id,
                 received_at=now,
                 cached=cached,
-                request_method=request.method,
-                request_url=request.url,
-                request_headers=json.dumps(request.headers),
-                request_body=request.body,
-                response_status=response.status,
-                response_headers=json.dumps(response.headers),
-                response_body=response.body,
+                **kept_exchange(request, response),
             )
         )
         stored_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
