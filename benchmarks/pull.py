@@ -47,7 +47,7 @@ from fastapi.testclient import TestClient
 
 from exchange.api.app import create_app
 from exchange.api.partner_auth import authenticate
-from exchange.api.releasing import _json, release_document
+from exchange.api.releasing import release_document, signed_json
 from exchange.clients.pulling import peer_client, pull
 from exchange.demo.data import as_csv
 from exchange.signing.signatures import RequestMessage, ResponseMessage, sign_request, sign_response
@@ -276,7 +276,7 @@ def breakdown(
                 with clock("release(): policy, ledger, SQL, noise, store, audit"):
                     made = pipeline.release(xa, partner_id="XB", query=wanted, now=now)
                 with clock("document and JSON"):
-                    document = _json(release_document(xa, partner, made.as_document()))
+                    document = signed_json(release_document(xa, partner, made.as_document()))
                 with clock("response signature"):
                     signing = keys.current_key(xa_settings.keys_dir).get().private_key
                     response = ResponseMessage(
