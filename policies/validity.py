@@ -87,15 +87,7 @@ def _agreement(
                 "global budget across all partners"
             ),
         )
-    for i, measure in enumerate(agreement.measures):
-        if measure not in schema.measure_by_name:
-            yield ("measures", i), f"{schema.id} has no measure {measure}"
-    for name, rule in agreement.dimensions.items():
-        if name not in schema.dimensions:
-            yield ("dimensions", name), f"{schema.id} has no dimension {name}"
-            continue
-        for reason in rule_problems(schema, name, rule):
-            yield ("dimensions", name), reason
+    yield from _measures_and_dimensions(schema, agreement.measures, agreement.dimensions)
     for i, name in enumerate(agreement.filters):
         if name not in agreement.dimensions:
             yield ("filters", i), f"{name} can be a filter only if it is among the dimensions"
@@ -114,23 +106,36 @@ def _escalation_limits(
     reach past a red line: an escalation within them can never cross one."""
     limits = agreement.escalation
     assert limits is not None
-    for i, measure in enumerate(limits.measures):
+    yield from _measures_and_dimensions(schema, limits.measures, limits.dimensions)
+    for red in document.red_lines:
+        if red.covers(schema.id):
+            yield from _crossing(red, limits.measures, limits.dimensions)
+
+
+def _measures_and_dimensions(
+    schema: ReportSchema, measures: tuple[str, ...], dimensions: dict[str, DimensionRule]
+) -> Iterator[Problem]:
+    """What an agreement (or its escalation limits) names exists, in a form its type takes."""
+    for i, measure in enumerate(measures):
         if measure not in schema.measure_by_name:
             yield ("measures", i), f"{schema.id} has no measure {measure}"
-    for name, rule in limits.dimensions.items():
+    for name, rule in dimensions.items():
         if name not in schema.dimensions:
             yield ("dimensions", name), f"{schema.id} has no dimension {name}"
             continue
         for reason in rule_problems(schema, name, rule):
             yield ("dimensions", name), reason
-    for red in document.red_lines:
-        if red.covers(schema.id):
-            for i, measure in enumerate(limits.measures):
-                if measure in red.measures:
-                    yield ("measures", i), f"red line {red.id}: measure {measure} never leaves"
-            for name in limits.dimensions:
-                if name in red.dimensions:
-                    yield ("dimensions", name), f"red line {red.id}: dimension {name} never leaves"
+
+
+def _crossing(
+    red: RedLine, measures: tuple[str, ...], dimensions: dict[str, DimensionRule]
+) -> Iterator[Problem]:
+    for i, measure in enumerate(measures):
+        if measure in red.measures:
+            yield ("measures", i), f"red line {red.id}: measure {measure} never leaves"
+    for name in dimensions:
+        if name in red.dimensions:
+            yield ("dimensions", name), f"red line {red.id}: dimension {name} never leaves"
 
 
 def rule_problems(schema: ReportSchema, name: str, rule: DimensionRule) -> Iterator[str]:
@@ -179,12 +184,7 @@ def _red_line_conflicts(
             continue
         if red.whole_schema:
             yield ("schema",), f"red line {red.id}: {schema.id} never leaves this node"
-        for i, measure in enumerate(agreement.measures):
-            if measure in red.measures:
-                yield ("measures", i), f"red line {red.id}: measure {measure} never leaves"
-        for name in agreement.dimensions:
-            if name in red.dimensions:
-                yield ("dimensions", name), f"red line {red.id}: dimension {name} never leaves"
+        yield from _crossing(red, agreement.measures, agreement.dimensions)
 
 
 def _overlaps(document: PolicyDocument) -> Iterator[Problem]:

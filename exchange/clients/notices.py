@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exchange.clients.peer import Exchange, PeerClient, PeerProtocolError
-from exchange.clients.pulling import verify_answer, verify_kept
+from exchange.clients.pulling import kept_exchange, signed_exchange, verify_kept
 from exchange.signing.signatures import (
     VerifiedSignature,
 )
-from nodes import keys, received_notices
+from nodes import received_notices
 from nodes.node import Node
-from nodes.releases import received
 
 NOTICES_PATH = "/v1/notices"
 NOTICES_TYPE = "crisis-exchange/notices"
@@ -43,21 +42,6 @@ class FetchResult:
     stored: list[int]  # ids of those new to us (received_notices)
 
 
-def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchange:
-    exchange = client.post_signed(
-        NOTICES_PATH, body, key=keys.current_key(node.settings.keys_dir).get()
-    )
-    if (
-        exchange.response.status == 401
-        and exchange.response.header("signature") is None
-        and exchange.problem().get("signature_error") == "unknown_key"
-    ):
-        previous = keys.previous_key(node.settings.keys_dir, now=now)
-        if previous is not None:
-            exchange = client.post_signed(NOTICES_PATH, body, key=previous)
-    return exchange
-
-
 def _valid_notice(notice: Any) -> bool:
     return (
         isinstance(notice, dict)
@@ -69,7 +53,7 @@ def _valid_notice(notice: Any) -> bool:
     )
 
 
-def release_document_of(client: PeerClient, exchange: Exchange, node_id: str) -> dict[str, Any]:
+def _notices_of(client: PeerClient, exchange: Exchange, node_id: str) -> dict[str, Any]:
     try:
         document = json.loads(exchange.response.body)
         ok = (
@@ -92,13 +76,9 @@ def release_document_of(client: PeerClient, exchange: Exchange, node_id: str) ->
 def _page(
     node: Node, client: PeerClient, after: int, now: datetime
 ) -> tuple[dict[str, Any], Exchange, VerifiedSignature]:
-    exchange = _send(node, client, json.dumps({"from": after}).encode(), now)
-    if exchange.response.header("signature") is None and exchange.response.status != 200:
-        raise client.refusal(exchange, signed=False)
-    signature = verify_answer(node, client, exchange, now)
-    if exchange.response.status != 200:
-        raise client.refusal(exchange, signed=True)
-    return release_document_of(client, exchange, node.settings.node_id), exchange, signature
+    body = json.dumps({"from": after}).encode()
+    exchange, signature = signed_exchange(node, client, NOTICES_PATH, body, now)
+    return _notices_of(client, exchange, node.settings.node_id), exchange, signature
 
 
 def fetch(
@@ -114,20 +94,14 @@ def fetch(
         document, exchange, signature = _page(node, client, after, clock())
         page = document["notices"]
         fetched += len(page)
+        request, response = kept_exchange(exchange)
         stored += received_notices.store(
             node.engine,
             peer_id=client.peer_id,
             notices=page,
             key_id=signature.key_id,
-            request=received.RawRequest(
-                exchange.request.method,
-                exchange.request.url,
-                exchange.request.headers,
-                exchange.request.body,
-            ),
-            response=received.RawResponse(
-                exchange.response.status, exchange.response.headers, exchange.response.body
-            ),
+            request=request,
+            response=response,
             now=clock(),
         )
         if not document["more"] or not page:

@@ -174,9 +174,13 @@ def is_unsigned(exchange: Exchange) -> bool:
     return exchange.response.header("signature") is None
 
 
-def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchange:
-    since = witnessing.last_size(node, client.peer_id)
-    path = f"{RELEASES_PATH}?{witnessing.SINCE}={since}"
+def signed_exchange(
+    node: Node, client: PeerClient, path: str, body: bytes, now: datetime
+) -> tuple[Exchange, VerifiedSignature]:
+    """POST ``body`` to the peer's ``path`` signed with our key (again with our previous key
+    while the peer does not know the newest yet), and verify the answer (following the
+    peer's key rotation). Raises PeerRefusedError for a refusal, signed or not, and
+    PeerSignatureError for an answer whose signature does not verify."""
     exchange = client.post_signed(path, body, key=keys.current_key(node.settings.keys_dir).get())
     if (
         exchange.response.status == 401
@@ -186,7 +190,12 @@ def _send(node: Node, client: PeerClient, body: bytes, now: datetime) -> Exchang
         previous = keys.previous_key(node.settings.keys_dir, now=now)
         if previous is not None:
             exchange = client.post_signed(path, body, key=previous)
-    return exchange
+    if is_unsigned(exchange) and exchange.response.status != 200:
+        raise client.refusal(exchange, signed=False)
+    signature = verify_answer(node, client, exchange, now)
+    if exchange.response.status != 200:
+        raise client.refusal(exchange, signed=True)
+    return exchange, signature
 
 
 def verify_answer(
@@ -238,14 +247,25 @@ def pull(
     PeerProtocolError.
     """
     now = clock()
-    exchange = _send(node, client, query.model_dump_json().encode(), now)
-    if is_unsigned(exchange) and exchange.response.status != 200:
-        raise client.refusal(exchange, signed=False)
-    signature = verify_answer(node, client, exchange, now)
-    if exchange.response.status != 200:
-        raise client.refusal(exchange, signed=True)
+    since = witnessing.last_size(node, client.peer_id)
+    path = f"{RELEASES_PATH}?{witnessing.SINCE}={since}"
+    exchange, signature = signed_exchange(node, client, path, query.model_dump_json().encode(), now)
+    return keep_release(node, client, exchange, signature, now=clock())
+
+
+def keep_release(
+    node: Node,
+    client: PeerClient,
+    exchange: Exchange,
+    signature: VerifiedSignature,
+    *,
+    now: datetime,
+) -> PullResult:
+    """Store a verified release answer (a pull's, a subscription period's) with its exact
+    signed exchange, and witness the peer's checkpoint it carries."""
     document = release_document_of(client, exchange, node.settings.node_id)
     release = document["release"]
+    request, response = kept_exchange(exchange)
     received_id = received.store(
         node.engine,
         peer_id=client.peer_id,
@@ -253,16 +273,9 @@ def pull(
         schema_id=str(release.get("schema", "")),
         key_id=signature.key_id,
         cached=bool(release.get("cached", False)),
-        request=received.RawRequest(
-            exchange.request.method,
-            exchange.request.url,
-            exchange.request.headers,
-            exchange.request.body,
-        ),
-        response=received.RawResponse(
-            exchange.response.status, exchange.response.headers, exchange.response.body
-        ),
-        now=clock(),
+        request=request,
+        response=response,
+        now=now,
     )
     return PullResult(
         peer_id=client.peer_id,
@@ -270,5 +283,14 @@ def pull(
         key_id=signature.key_id,
         cached=bool(release.get("cached", False)),
         document=document,
-        witness=witnessing.record(node, client.peer_id, document, now=clock()),
+        witness=witnessing.record(node, client.peer_id, document, now=now),
+    )
+
+
+def kept_exchange(exchange: Exchange) -> tuple[received.RawRequest, received.RawResponse]:
+    """A signed exchange as the node keeps it, to verify it again later."""
+    sent, answer = exchange.request, exchange.response
+    return (
+        received.RawRequest(sent.method, sent.url, sent.headers, sent.body),
+        received.RawResponse(answer.status, answer.headers, answer.body),
     )

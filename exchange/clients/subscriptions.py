@@ -21,13 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from exchange.clients.peer import PeerClient, PeerError
-from exchange.clients.pulling import is_unsigned, peer_client, release_document_of, verify_answer
+from exchange.clients.peer import Exchange, PeerClient, PeerError
+from exchange.clients.pulling import keep_release, peer_client, signed_exchange
 from exchange.signing import witnessing
-from nodes import keys, peers
+from exchange.signing.signatures import VerifiedSignature
+from nodes import peers
 from nodes.database import reading, writing
 from nodes.node import Node
-from nodes.releases import received
 from nodes.subscription_tables import peer_subscription_periods, peer_subscriptions
 from policies.query import ReleaseQuery
 
@@ -41,17 +41,9 @@ def _now() -> dt.datetime:
 
 def _signed(
     node: Node, client: PeerClient, path: str, body: dict[str, Any], now: dt.datetime
-) -> Any:
-    """POST ``body`` signed, verify the answer, return the exchange; raises a PeerError."""
-    exchange = client.post_signed(
-        path, json.dumps(body).encode(), key=keys.current_key(node.settings.keys_dir).get()
-    )
-    if is_unsigned(exchange) and exchange.response.status != 200:
-        raise client.refusal(exchange, signed=False)
-    signature = verify_answer(node, client, exchange, now)
-    if exchange.response.status != 200:
-        raise client.refusal(exchange, signed=True)
-    return exchange, signature
+) -> tuple[Exchange, VerifiedSignature]:
+    """POST ``body`` signed, verify the answer; raises a PeerError."""
+    return signed_exchange(node, client, path, json.dumps(body).encode(), now)
 
 
 def _remember(node: Node, peer_id: str, doc: dict[str, Any], now: dt.datetime) -> None:
@@ -136,28 +128,7 @@ def fetch_period(
     since = witnessing.last_size(node, client.peer_id)
     path = f"{PATH}/{subscription_id}/periods/{period}?{witnessing.SINCE}={since}"
     exchange, signature = _signed(node, client, path, {}, now)
-    document = release_document_of(client, exchange, node.settings.node_id)
-    release = document["release"]
-    received_id = received.store(
-        node.engine,
-        peer_id=client.peer_id,
-        release_id=str(release["release_id"]),
-        schema_id=str(release.get("schema", "")),
-        key_id=signature.key_id,
-        cached=bool(release.get("cached", False)),
-        request=received.RawRequest(*_request(exchange)),
-        response=received.RawResponse(
-            exchange.response.status, exchange.response.headers, exchange.response.body
-        ),
-        now=now,
-    )
-    witnessing.record(node, client.peer_id, document, now=now)
-    return received_id
-
-
-def _request(exchange: Any) -> tuple[str, str, Any, bytes]:
-    r = exchange.request
-    return r.method, r.url, r.headers, r.body
+    return keep_release(node, client, exchange, signature, now=now).received_id
 
 
 @dataclass

@@ -25,6 +25,17 @@ from policies.query import ReleaseQuery
 
 router = APIRouter(tags=["federation"])
 
+#: ``?checkpoint_since=N`` of a signed request answered with a release (a pull, a period).
+CheckpointSince = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**53,
+        description="Tree size of the last checkpoint of ours you accepted: the signed "
+        "answer carries a consistency proof from it (covered by your signature)",
+    ),
+]
+
 #: A release query is a few hundred bytes; anything near this is not one.
 MAX_QUERY_BYTES = 64 * 1024
 
@@ -72,15 +83,7 @@ async def node_descriptor(node: NodeDep, response: Response) -> NodeDescriptor:
 async def create_release(
     request: Request,
     node: NodeDep,
-    checkpoint_since: Annotated[
-        int | None,
-        Query(
-            ge=0,
-            le=2**53,
-            description="Tree size of the last checkpoint of ours you accepted: the signed "
-            "answer carries a consistency proof from it (covered by your signature)",
-        ),
-    ] = None,
+    checkpoint_since: CheckpointSince = None,
 ) -> Response:
     try:
         body = await read_body(request, MAX_QUERY_BYTES)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from exchange.api import subscribing
@@ -22,6 +22,7 @@ from exchange.api.bodies import read_body
 from exchange.api.dependencies import CurrentOperator, NodeDep
 from exchange.api.problems import PayloadTooLargeError, documented
 from exchange.api.releasing import Answer
+from exchange.api.routes.federation import CheckpointSince
 from exchange.signing.signatures import RequestMessage, request_from_starlette
 from nodes import subscriptions
 from nodes.node import Node
@@ -86,15 +87,7 @@ async def fetch_period(
     node: NodeDep,
     subscription_id: SubscriptionId,
     period: Period,
-    checkpoint_since: Annotated[
-        int | None,
-        Query(
-            ge=0,
-            le=2**53,
-            description="Tree size of the last checkpoint of ours you accepted: the signed "
-            "answer carries a consistency proof from it (covered by your signature)",
-        ),
-    ] = None,
+    checkpoint_since: CheckpointSince = None,
 ) -> Response:
     return await _answer(
         request,
