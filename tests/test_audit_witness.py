@@ -138,6 +138,30 @@ def test_a_grown_tree_without_a_proof_is_refused_and_not_recorded(node: Node) ->
     assert last.checkpoint.tree_size == 3
 
 
+def test_a_tree_grown_from_an_empty_one_needs_no_proof(node: Node) -> None:
+    """A peer seen first with an empty log: every tree extends it (RFC 9162), so a grown
+    checkpoint is accepted without a proof, which a peer never sends for size 0. Before,
+    the witness refused it and never recorded that peer's checkpoints again."""
+    peer = PeerLog()
+    assert see(node, peer, peer.checkpoint(0)).verdict == "first"
+    peer.grow(4)
+    assert see(node, peer, peer.checkpoint(1)).verdict == "consistent"
+    last = witness.last_accepted(node.engine, "XB")
+    assert last is not None
+    assert last.checkpoint.tree_size == 4
+    liar = PeerLog("XC")  # signs "size 0" over a root that is not the empty tree's
+    not_empty = sign_checkpoint(
+        liar.key,
+        tree_size=0,
+        root_hash=MerkleTree([leaf_hash(b"x")]).root(),
+        time=T0,
+        node_id="XC",
+    ).to_line()
+    see(node, liar, not_empty)
+    liar.grow(2)
+    assert see(node, liar, liar.checkpoint(1)).flagged
+
+
 def test_lines_that_are_not_the_peers_signature_are_refused_not_flagged(node: Node) -> None:
     peer = PeerLog().grow(3)
     impostor = PeerLog(key=Ed25519PrivateKey.generate()).grow(3)

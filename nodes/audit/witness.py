@@ -269,6 +269,8 @@ def _judge(
         if proof is None:
             return "stale", f"an older checkpoint (tree size {size}) arriving late"
         return _check_proof(size, old_size, root, old_root, proof, stale_ok=True)
+    if proof is None and old_size == 0:
+        proof = ()  # every tree extends the empty one (RFC 9162): the proof is empty
     if proof is None:
         raise InvalidProofError(
             f"the peer's tree grew from {old_size} to {size}: a consistency proof is needed"
