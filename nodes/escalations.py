@@ -217,6 +217,7 @@ def propose(
                 refusals,
                 now,
                 rule=rule,
+                schema=agreement.schema_id if agreement is not None else None,
             )
         raise EscalationRefusedError(refusals, rule)
     assert agreement is not None
@@ -241,7 +242,16 @@ def propose(
             f"{', '.join(partners)}: {proposal.widening.describe()}, for {proposal.hours} hours; "
             f"awaiting a second operator's approval; because: {reason}",
         )
-        _audit(conn, "escalation.propose", "allowed", actor, f"escalation:{new_id}", said, now)
+        _audit(
+            conn,
+            "escalation.propose",
+            "allowed",
+            actor,
+            f"escalation:{new_id}",
+            said,
+            now,
+            schema=agreement.schema_id,
+        )
         found = _get(conn, int(new_id))
     assert found is not None
     return found
@@ -286,7 +296,16 @@ def approve(
                     f"agreement {found.agreement_id} for {', '.join(found.partners)} widens "
                     f"{found.widening.describe()} until {ends.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC",
                 )
-                _audit(conn, "escalation.approve", "allowed", actor, resource, said, now)
+                _audit(
+                    conn,
+                    "escalation.approve",
+                    "allowed",
+                    actor,
+                    resource,
+                    said,
+                    now,
+                    schema=found.schema_id,
+                )
                 approved = _get(conn, escalation_id)
                 assert approved is not None
                 return approved
@@ -296,7 +315,17 @@ def approve(
             refusal.reasons if isinstance(refusal, EscalationRefusedError) else (str(refusal),)
         )
         rule = refusal.rule if isinstance(refusal, EscalationRefusedError) else None
-        _audit(conn, "escalation.approve", "denied", actor, resource, reasons, now, rule=rule)
+        _audit(
+            conn,
+            "escalation.approve",
+            "denied",
+            actor,
+            resource,
+            reasons,
+            now,
+            rule=rule,
+            schema=found.schema_id,
+        )
     raise refusal
 
 
@@ -356,7 +385,14 @@ def revoke(
         )
         actor = f"token:{operator.name}"
         _audit(
-            conn, "escalation.revoke", "allowed", actor, f"escalation:{escalation_id}", said, now
+            conn,
+            "escalation.revoke",
+            "allowed",
+            actor,
+            f"escalation:{escalation_id}",
+            said,
+            now,
+            schema=found.schema_id,
         )
         revoked = _get(conn, escalation_id)
     assert revoked is not None
@@ -413,7 +449,14 @@ def close_ended(engine: Engine, now: dt.datetime) -> int:
                     f"no second operator approved it within {PROPOSAL_LIFETIME.total_seconds() / 3600:g} hours",
                 )
             _audit(
-                conn, "escalation.expire", "allowed", "node", f"escalation:{found.id}", said, now
+                conn,
+                "escalation.expire",
+                "allowed",
+                "node",
+                f"escalation:{found.id}",
+                said,
+                now,
+                schema=found.schema_id,
             )
             closed += 1
     return closed
@@ -464,7 +507,10 @@ def _audit(
     now: dt.datetime,
     *,
     rule: str | None = None,
+    schema: str | None = None,
 ) -> None:
+    """One escalation entry; ``schema`` is the escalated agreement's, so reviews can count
+    escalations per schema without reading ``reason``."""
     reason = "; ".join(reasons)
     if len(reason) > _REASON_LIMIT:
         reason = reason[: _REASON_LIMIT - 1] + "…"
@@ -477,6 +523,7 @@ def _audit(
         outcome=outcome,
         reason=reason,
         rule=rule,
+        schema=schema,
         now=now,
     )
 

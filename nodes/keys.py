@@ -207,6 +207,17 @@ def key_ring(keys_dir: Path, *, now: datetime) -> list[KeyInfo]:
     return sorted(found, key=lambda k: (not k.current, -_since(k)))
 
 
+def first_kid(keys_dir: Path) -> str | None:
+    """The node's original key: the oldest key no other key endorsed (None without a ring:
+    the node never rotated, its current key is its first)."""
+    ring = _read_ring(keys_dir)
+    unendorsed = [kid for kid, entry in ring.items() if not entry.get("endorsement")]
+    present = [kid for kid in unendorsed if (keys_dir / f"{kid}.pem").is_file()]
+    if not present:
+        return None
+    return min(present, key=lambda kid: str(ring[kid].get("valid_from") or ""))
+
+
 def _since(key: KeyInfo) -> float:
     return key.valid_from.timestamp() if key.valid_from is not None else float("-inf")
 

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from policies.budget import cap_micro, period_key
-from policies.document import Agreement
+from policies.document import Agreement, PolicyDocument
 from policies.node_policy import NodePolicy
 
 
@@ -75,7 +75,11 @@ def partner_charge(agreement: Agreement, partner_id: str, now: dt.datetime) -> C
 
 
 def global_charge(policy: NodePolicy, schema_id: str, now: dt.datetime) -> Charge:
-    budget = policy.document.schemas[schema_id].global_budget
+    return _global_charge(policy.document, schema_id, now)
+
+
+def _global_charge(document: PolicyDocument, schema_id: str, now: dt.datetime) -> Charge:
+    budget = document.schemas[schema_id].global_budget
     return Charge(
         scope="global",
         partner_id="*",
@@ -87,12 +91,17 @@ def global_charge(policy: NodePolicy, schema_id: str, now: dt.datetime) -> Charg
 
 def accounts_in_force(policy: NodePolicy, now: dt.datetime) -> tuple[Charge, ...]:
     """Every account the policy would charge at ``now``: for `exchange budget`."""
+    return accounts_of(policy.document, now)
+
+
+def accounts_of(document: PolicyDocument, now: dt.datetime) -> tuple[Charge, ...]:
+    """Every account a policy document would charge at ``now``; it needs only the document,
+    so an auditor holding the policy file can recompute the caps."""
     today = now.astimezone(dt.UTC).date()
     out: dict[tuple[str, str, str], Charge] = {}
-    for schema_id in policy.document.schemas:
-        charge = global_charge(policy, schema_id, now)
-        out[("global", "*", schema_id)] = charge
-    for agreement in policy.document.agreements:
+    for schema_id in document.schemas:
+        out[("global", "*", schema_id)] = _global_charge(document, schema_id, now)
+    for agreement in document.agreements:
         if agreement.valid_from <= today <= agreement.valid_until:
             for partner in agreement.partners:
                 charge = partner_charge(agreement, partner, now)

@@ -135,6 +135,7 @@ SAME_AS_ENGLISH = {
     "Dimensions": {"fr"},
     "Embargo": {"fr", "es"},
     "Error:": {"es"},
+    "Incidents": {"fr"},
     "OK": {"fr", "es"},
     "Pages": {"fr"},
     "Question": {"fr"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -32,6 +33,10 @@ def test_the_public_page_needs_no_sign_in_and_speaks_each_language(
     assert others <= set(partners), partners
     assert browser.find_elements(By.TAG_NAME, "meter"), "each budget is drawn against its cap"
     assert browser.find_element(By.ID, "epsilon").is_displayed()
+    assert browser.find_element(By.ID, "escalations").is_displayed()
+    assert browser.find_element(By.ID, "as-of").is_displayed(), "the checkpoint is named"
+    chosen = browser.find_element(By.CSS_SELECTOR, "select#period option[selected]")
+    assert chosen.get_attribute("value").startswith(str(dt.datetime.now(dt.UTC).year))
     assert not browser.find_elements(By.CSS_SELECTOR, ".menu"), "no sign-in, no menu"
     shoot(browser, "transparency", language)
 

@@ -17,6 +17,7 @@ from exchange.api.app import create_app
 from exchange.demo.data import as_csv, outbreak_rows, policy_yaml
 from nodes import ledger, peers
 from nodes.access import ForbiddenError
+from nodes.audit import checkpoint_store
 from nodes.database import reading
 from nodes.identity import public_key_text
 from nodes.node import Node
@@ -120,6 +121,7 @@ def _open(settings: NodeSettings, *, public: bool) -> Iterator[Public]:
                 _release_or_refusal(node, "XB", query("area:adm1", measures=("deaths",))),
                 _release_or_refusal(node, "XC", query("area:adm0", "week")),  # released
             ]
+            checkpoint_store.sign(node.engine, node.key.private_key, now=now())  # figures as of it
             yield Public(node, client, [r for r in made if r is not None])
     finally:
         node.close()
@@ -174,9 +176,9 @@ def test_counts_match_the_stored_releases_and_refusals(public: Public) -> None:
         released = {(p, s): n for p, s, _a, n in store.counts(conn)}
     assert released == {("XB", SCHEMA): 1, ("XC", SCHEMA): 1}
     assert set(rows) == {"XB", "XC"}
-    # partner, schema, releases, refusals, period, spent, budget, used
-    assert rows["XB"][2:4] == ["1", "2"]
-    assert rows["XC"][2:4] == ["1", "0"]
+    # partner, schema, releases, refusals, ε in the period, budget period, spent, cap, used
+    assert rows["XB"][2:5] == ["1", "2", "1"]
+    assert rows["XC"][2:5] == ["1", "0", "0.5"]
 
 
 def test_epsilon_spent_and_budgets_match_the_ledger(public: Public) -> None:
@@ -190,7 +192,7 @@ def test_epsilon_spent_and_budgets_match_the_ledger(public: Public) -> None:
         line = lines[("partner", partner)]
         spent = format_decimal(line.spent_micro / 1e6, locale="en")
         cap = format_decimal(line.charge.cap_micro / 1e6, locale="en")
-        assert rows[partner][4:7] == ["all time", spent, cap]
+        assert rows[partner][5:8] == ["all time", spent, cap]
     assert lines[("partner", "XB")].spent_micro == 1_000_000
     assert lines[("partner", "XC")].spent_micro == 500_000
     shared = lines[("global", "*")]
@@ -212,7 +214,8 @@ def test_nothing_about_the_data_reaches_the_page(public: Public) -> None:
     assert largest >= 100
     assert str(largest) not in html
     assert format_decimal(largest, locale="en") not in html
-    for secret in ("no-deaths", "Deaths are published", "outbreak_response", "admin level"):
+    # reason texts and query words never show; the refusing rule's id does, on purpose
+    for secret in ("Deaths are published", "outbreak_response", "admin level"):
         assert secret not in html
 
 
@@ -247,3 +250,55 @@ def test_a_node_that_shared_nothing_says_so(settings: NodeSettings) -> None:
     assert page.status_code == 200
     assert "has not released anything" in page.text
     assert table_rows(page.text) == {}
+
+
+def test_refusals_are_counted_by_the_rule_that_refused_them(public: Public) -> None:
+    html = public.client.get("/ui/transparency").text
+    refusals = html.split('id="refusals"')[1].split("</table>")[0]
+    rows = re.findall(
+        r'<bdi class="code">([^<]+)</bdi></td>\s*<td class="num"><bdi>(\d+)', refusals
+    )
+    assert sorted(rows) == [("agreement xa-xb-regional", "1"), ("red line no-deaths", "1")], rows
+
+
+def test_it_names_the_checkpoint_its_figures_come_from(public: Public) -> None:
+    signed = checkpoint_store.latest_checkpoint(public.node.engine)
+    assert signed is not None
+    html = public.client.get("/ui/transparency").text
+    size = format_decimal(signed.checkpoint.tree_size, locale="en")
+    assert f"Figures as of the audit log checkpoint covering {size} entries" in html
+
+
+def test_a_later_entry_shows_only_once_a_checkpoint_covers_it(public: Public) -> None:
+    before = table_rows(public.client.get("/ui/transparency").text)["XC"][2]
+    pipeline.release(public.node, partner_id="XC", query=query("area:adm0"), now=now())
+    assert table_rows(public.client.get("/ui/transparency").text)["XC"][2] == before
+    checkpoint_store.sign(public.node.engine, public.node.key.private_key, now=now())
+    after = table_rows(public.client.get("/ui/transparency").text)["XC"][2]
+    assert int(after) == int(before) + 1
+
+
+def test_the_period_menu_offers_this_quarter_first_and_earlier_ones(public: Public) -> None:
+    moment = now()
+    quarter = f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
+    html = public.client.get("/ui/transparency").text
+    offered = re.findall(r'<option value="([^"]+)"', html)
+    assert offered[0] == quarter and len(offered) == 8
+    assert f'<option value="{quarter}" dir="ltr" selected>' in html
+    earlier = public.client.get(f"/ui/transparency?period={offered[1]}")
+    assert earlier.status_code == 200
+    assert table_rows(earlier.text).get("XB", ["", "", "0"])[2] == "0"  # nothing then
+    year = public.client.get(f"/ui/transparency?period={moment.year}")
+    assert table_rows(year.text)["XB"][2:4] == ["1", "2"]
+
+
+@pytest.mark.parametrize("period", ["2026-Q5", "last", "2026-13", "9999-Q1", "%3Cscript%3E"])
+def test_a_period_that_is_not_one_is_an_unknown_address(public: Public, period: str) -> None:
+    page = public.client.get(f"/ui/transparency?period={period}")
+    unknown = public.client.get("/ui/no-such-page")
+    assert page.status_code == 404
+    assert "Releases" not in page.text and "<script>" not in page.text
+    assert (
+        page.text.split("<main")[1].split("</main>")[0]
+        == unknown.text.split("<main")[1].split("</main>")[0]
+    )

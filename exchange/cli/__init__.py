@@ -10,6 +10,7 @@ from exchange.cli import (
     demo_commands,
     dhis2_commands,
     escalation_commands,
+    exercise_commands,
     node_commands,
     notice_commands,
     peer_commands,
@@ -17,6 +18,7 @@ from exchange.cli import (
     pull_commands,
     push_commands,
     received_commands,
+    report_commands,
     subscription_commands,
     token_commands,
 )
@@ -42,7 +44,9 @@ for module in (
     subscription_commands,
     received_commands,
     dhis2_commands,
+    report_commands,
     demo_commands,
+    exercise_commands,
 ):
     module.register(app)
 

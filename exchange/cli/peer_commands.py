@@ -191,29 +191,17 @@ def rotate(
     ] = keys.DEFAULT_GRACE.total_seconds() / 3600,
 ) -> None:
     """Make a new identity key current; the old one stays valid for the grace period."""
-    from nodes.audit import log as audit_log
-    from nodes.database import writing
+    from nodes import key_rotation
 
     now = utcnow()
     with open_node(directory) as node:
-        settings = node.settings
-        new, old = keys.rotate(
-            settings.keys_dir,
-            node_id=settings.node_id,
+        new, old = key_rotation.rotate(
+            node.settings,
+            node.engine,
+            actor=operator(),
             grace=timedelta(hours=grace_hours),
             now=now,
         )
-        with writing(node.engine) as conn:
-            audit_log.append(
-                conn,
-                actor=operator(),
-                role="operator",
-                action="key.rotate",
-                resource=f"key:{new.kid}",
-                outcome="allowed",
-                reason=f"key {new.kid} is current; {old.kid} stays valid for {grace_hours:g} h",
-                now=now,
-            )
     console.print(f"New current key: [bold]{new.kid}[/]")
     console.print(
         f"Old key {old.kid} stays valid for {grace_hours:g} h; partners pick the new key up "

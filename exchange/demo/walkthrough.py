@@ -27,6 +27,7 @@ from exchange.clients.release_view import release_table
 from exchange.demo.cluster import DemoNode, free_port, prepare, push_outbreak, running
 from exchange.demo.data import outbreak_weeks
 from nodes import ledger, peers
+from nodes.audit import checkpoint_store
 from nodes.database import reading
 from nodes.identity import load_current
 from policies.budget import epsilon
@@ -193,6 +194,9 @@ def run(
             f"cached={release['cached']}, ε spent {release['epsilon_spent']:g}"
         )
         result.budgets = {demo.id: _budgets(demo) for demo in nodes}
+        for demo in nodes:  # the log, and the public page read from it, cover all of this now
+            assert demo.node is not None
+            checkpoint_store.sign(demo.node.engine, demo.node.key.private_key, now=_now())
         console.print(_budget_table(result))
         console.print(f"Done in {time.monotonic() - started:.1f} s.")
         if keep_running:
@@ -200,6 +204,11 @@ def run(
             if wait is not None:
                 wait(result)  # the nodes serve until it returns
     return result
+
+
+def _quarter() -> str:
+    today = _now()
+    return f"{today.year}-Q{(today.month - 1) // 3 + 1}"
 
 
 def _explore(console: Console, nodes: list[DemoNode]) -> None:
@@ -220,5 +229,8 @@ def _explore(console: Console, nodes: list[DemoNode]) -> None:
         f"--by area:adm1,week --purpose {PURPOSE}\n"
         f"  exchange peer list {first.settings.directory}\n"
         f"  exchange audit checkpoint {nodes[0].settings.directory}\n"
+        f"  exchange report after-action {nodes[0].settings.directory} --format html "
+        "--out after-action.html\n"
+        f"  exchange report transparency {nodes[0].settings.directory} --period {_quarter()}\n"
         "Press Ctrl-C to stop."
     )

@@ -253,3 +253,145 @@ def epidemic_curve(
             text_anchor="middle",
         )
     return ET.tostring(svg, encoding="unicode")
+
+
+# --- bars and timelines, for the after-action review ---------------------------------------
+
+#: Horizontal bars: the label column, the bar, and the figure written after it.
+BAR_LABEL, BAR_ROW, BAR_TEXT = 190, 26, 150
+#: Timeline lanes: one strip of bars per series, stacked, sharing the time axis.
+LANE_HEIGHT, LANE_GAP = 44, 22
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar: its label, its value and, when it is measured against a cap, the cap (the
+    bar is then the share of the cap used); ``figure`` is the text written after it."""
+
+    label: str
+    value: float
+    figure: str
+    cap: float | None = None
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One series of a timeline: its name (written above its strip, in the page's language,
+    saying its largest value) and a value per bucket."""
+
+    name: str
+    values: Sequence[float]
+
+
+def _short(text: str, limit: int = 26) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _empty(title: str, empty: str, height: int = 60) -> str:
+    svg = ET.Element(
+        "svg",
+        {"xmlns": SVG_NAMESPACE, "viewBox": f"0 0 {WIDTH} {height}", "role": "img"},
+    )
+    _element(svg, "title", title)
+    _element(svg, "text", empty, x=str(WIDTH // 2), y=str(height // 2), text_anchor="middle")
+    return ET.tostring(svg, encoding="unicode")
+
+
+def bars(rows: Sequence[Bar], *, title: str, empty: str) -> str:
+    """Horizontal bars, one per row: against a shared scale from zero to the largest value,
+    or, for rows with a cap, as the share of their own cap (a track the length of the cap;
+    a row over its cap is drawn full, with the class ``over``). Classes ``hbar-*``:
+    the dashboard's ``.bar-fill`` sets a CSS height, which SVG 2 applies to a ``rect``."""
+    if not rows:
+        return _empty(title, empty)
+    height = TOP + len(rows) * BAR_ROW + 8
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": SVG_NAMESPACE,
+            "viewBox": f"0 0 {WIDTH} {height}",
+            "role": "img",
+            "class": "bars",
+        },
+    )
+    _element(svg, "title", title)
+    track = WIDTH - BAR_LABEL - BAR_TEXT
+    highest = max((r.value for r in rows if r.cap is None), default=0.0) or 1.0
+    for index, row in enumerate(rows):
+        y = TOP + index * BAR_ROW
+        group = _element(svg, "g")
+        _element(group, "title", f"{row.label}: {row.figure}")
+        _element(
+            group, "text", _short(row.label), x=str(BAR_LABEL - 8), y=_fmt(y + 13),
+            text_anchor="end",
+        )  # fmt: skip
+        if row.cap is not None:
+            _element(
+                group, "rect", class_="hbar-track", x=str(BAR_LABEL), y=str(y + 2),
+                width=str(track), height="14",
+            )  # fmt: skip
+            share = 1.0 if row.cap <= 0 else min(1.0, row.value / row.cap)
+            over = row.value > row.cap
+        else:
+            share, over = row.value / highest, False
+        _element(
+            group, "rect", class_="hbar-fill over" if over else "hbar-fill", x=str(BAR_LABEL),
+            y=str(y + 2), width=_fmt(max(share * track, 1.0 if row.value else 0.0)), height="14",
+        )  # fmt: skip
+        _element(group, "text", row.figure, x=str(BAR_LABEL + track + 8), y=_fmt(y + 13))
+    return ET.tostring(svg, encoding="unicode")
+
+
+def timeline(
+    lanes: Sequence[Lane],
+    labels: Sequence[str],
+    *,
+    title: str,
+    empty: str,
+    number: Callable[[float], str],
+) -> str:
+    """Small multiples over time: one strip of bars per lane, each scaled to its own
+    largest value (so a lane's name should say it), sharing the time axis and its
+    ``labels``; ``number`` formats the values in each bar's tooltip."""
+    if not labels or not any(v for lane in lanes for v in lane.values):
+        return _empty(title, empty)
+    height = TOP + len(lanes) * (LANE_HEIGHT + LANE_GAP) + 24
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": SVG_NAMESPACE,
+            "viewBox": f"0 0 {WIDTH} {height}",
+            "role": "img",
+            "class": "timeline",
+        },
+    )
+    _element(svg, "title", title)
+    left, right = 48, WIDTH - 48
+    slot = (right - left) / len(labels)
+    for number_of, lane in enumerate(lanes):
+        top = TOP + number_of * (LANE_HEIGHT + LANE_GAP) + LANE_GAP - 6
+        base = top + LANE_HEIGHT
+        highest = max(lane.values, default=0) or 1
+        _element(
+            svg, "text", lane.name, x=str(left), y=_fmt(top - 6), class_="lane-name",
+        )  # fmt: skip
+        _element(
+            svg, "line", class_="axis", x1=str(left), x2=str(right), y1=_fmt(base), y2=_fmt(base)
+        )
+        for index, value in enumerate(lane.values):
+            if not value:
+                continue
+            tall = max(1.0, value / highest * LANE_HEIGHT)
+            bar = _element(
+                svg, "rect", class_=f"lane-bar series-{number_of % 4 + 1}",
+                x=_fmt(left + index * slot + slot * 0.1), y=_fmt(base - tall),
+                width=_fmt(max(slot * 0.8, 1.0)), height=_fmt(tall),
+            )  # fmt: skip
+            _element(bar, "title", f"{labels[index]}: {lane.name} {number(value)}")
+    every = max(1, math.ceil(len(labels) * 90 / (right - left)))
+    axis = height - 8
+    for index, label in enumerate(labels):
+        if index % every == 0:
+            x = left + index * slot + slot / 2
+            _element(svg, "text", label, x=_fmt(x), y=str(axis), text_anchor="middle")
+    return ET.tostring(svg, encoding="unicode")

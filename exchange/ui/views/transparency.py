@@ -1,23 +1,26 @@
-"""The public transparency page: what this node released, to whom, and at what privacy cost.
+"""The public transparency page: the node's transparency review of a period, as a page.
 
 No sign-in: anyone may read it once the operator turns it on (``public_transparency``);
 until then it answers the same 404 page as an address that does not exist, so it reveals
-nothing, not even that it could be turned on. It shows counts and ε only, never a cell, a
-value, an area, a query or a refusal's reason: the readers are the public, and the page
-must hold nothing a partner could not already publish about itself.
+nothing, not even that it could be turned on; a period that is not one answers that page
+too. The figures are the signed review's (`nodes.reviews.transparency.compute`) for the
+node's latest checkpoint, so the page, ``exchange report transparency`` and an auditor's
+recomputation from an export agree: counts, refusal rules, ε and escalation times, never a
+cell, a value, a query or a reason.
 
-Every figure comes from the functions the metrics and ``exchange budget`` read:
-`nodes.releases.store.counts`, `nodes.audit.summary.release_refusals` and
-`nodes.ledger.report` with the accounts the policy charges now. This module only lines
-them up per partner and schema.
+A review depends only on the period, the checkpoint and the policy, so it is computed once
+per (period, checkpoint, policy) in each worker and kept: the public reading the page does
+not make the node read its log again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import Counter
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -28,16 +31,18 @@ from exchange.api.dependencies import NodeDep
 from exchange.ui.pages import error_page, page_router
 from exchange.ui.rendering import render
 from exchange.ui.sessions import OptionalSession
-from nodes import ledger, peers
-from nodes.audit import summary as audit_summary
-from nodes.database import reading
+from nodes import peers
 from nodes.node import Node
-from nodes.releases import store
-from policies.accounts import BudgetLine, accounts_in_force
+from nodes.reviews import transparency as reviews
 from policies.budget import epsilon
 from schemas.errors import N_
 
 router = page_router()
+#: Quarters offered in the period menu, the current one first.
+QUARTERS_OFFERED = 8
+_CACHE_SIZE = 32
+_cache: OrderedDict[tuple[str, str, int, str, str], dict[str, Any]] = OrderedDict()
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -49,27 +54,35 @@ class Budget:
     cap: float
 
     @classmethod
-    def of(cls, line: BudgetLine) -> Budget:
-        return cls(line.charge.period, epsilon(line.spent_micro), epsilon(line.charge.cap_micro))
+    def of(cls, account: dict[str, Any]) -> Budget:
+        return cls(
+            account["period"], epsilon(account["spent_micro"]), epsilon(account["cap_micro"])
+        )
 
 
 @dataclass(frozen=True)
 class Flow:
-    """What went out to one partner for one schema."""
+    """What went out to one partner for one schema in the period, beside its budgets."""
 
     partner_id: str
     schema_id: str
     releases: int
-    refusals: int
+    replayed: int
+    refusals: tuple[tuple[str, int], ...]  # (rule, count)
+    spent: float
     budgets: tuple[Budget, ...]
+
+    @property
+    def refused(self) -> int:
+        return sum(n for _rule, n in self.refusals)
 
 
 @dataclass(frozen=True)
-class Transparency:
+class Page:
+    review: dict[str, Any]
     flows: tuple[Flow, ...]
     shared: tuple[tuple[str, Budget], ...]  # (schema, the global account all partners share)
     partner_names: dict[str, str]
-    at: dt.datetime
 
     @property
     def releases(self) -> int:
@@ -77,41 +90,116 @@ class Transparency:
 
     @property
     def refusals(self) -> int:
-        return sum(f.refusals for f in self.flows)
+        return sum(f.refused for f in self.flows)
+
+    @property
+    def checkpoint_time(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.review["checkpoint"]["time"])
+
+    @property
+    def approved(self) -> list[tuple[int, str, dt.datetime, dt.datetime | None]]:
+        """Each approved escalation: id, schema, start, end (None: not stated)."""
+        return [
+            (
+                e["id"],
+                e["schema"],
+                dt.datetime.fromisoformat(e["start"]),
+                None if e["end"] is None else dt.datetime.fromisoformat(e["end"]),
+            )
+            for e in self.review["approved_escalations"]
+        ]
 
 
-def gather(node: Node, *, now: dt.datetime) -> Transparency:
-    """Releases, refusals and budgets per (partner, schema), from the shared queries."""
-    released: Counter[tuple[str, str]] = Counter()
-    with reading(node.engine) as conn:
-        for partner, schema, _agreement, n in store.counts(conn):
-            released[(partner, schema)] += n
-        lines = ledger.report(conn, accounts_in_force(node.policy, now))
-    refused: Counter[tuple[str, str]] = Counter()
-    for (partner, schema, _rule), n in audit_summary.release_refusals(node.engine).items():
-        refused[(partner, schema)] += n  # the rule stays out: a red line can name data
+def review_for(node: Node, period: reviews.Period) -> dict[str, Any] | None:
+    """The review of ``period`` at the node's latest checkpoint (None before the first)."""
+    head = reviews.latest_head(node)
+    if head is None:
+        return None
+    policy = node.policy
+    key = (node.settings.node_id, period.name, head.tree_size, head.root_hash, policy.hash)
+    with _lock:
+        found = _cache.get(key)
+    if found is not None:
+        return found
+    review = reviews.review_of(
+        reviews.node_entries(node, head),
+        node_id=node.settings.node_id,
+        period=period,
+        checkpoint=head,
+        policy=policy,
+    )
+    with _lock:
+        _cache[key] = review
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return review
+
+
+def lined_up(node: Node, review: dict[str, Any]) -> Page:
+    """The review's flows beside each partner's budgets, and the shared budgets apart."""
     budgets: dict[tuple[str, str], list[Budget]] = {}
     shared: list[tuple[str, Budget]] = []
-    for line in lines:
-        if line.charge.scope == "global":
-            shared.append((line.charge.schema_id, Budget.of(line)))
+    for account in review["budgets"]:
+        if account["scope"] == "global":
+            shared.append((account["schema"], Budget.of(account)))
         else:
-            key = (line.charge.partner_id, line.charge.schema_id)
-            budgets.setdefault(key, []).append(Budget.of(line))
-    keys = sorted(set(released) | set(refused) | set(budgets))
-    flows = tuple(
-        Flow(p, s, released[(p, s)], refused[(p, s)], tuple(budgets.get((p, s), ())))
+            key = (account["partner"], account["schema"])
+            budgets.setdefault(key, []).append(Budget.of(account))
+    flows = {(f["partner"], f["schema"]): f for f in review["flows"]}
+    keys = sorted(set(flows) | set(budgets))
+    empty = {"releases": 0, "replayed": 0, "refusals": {}, "epsilon_spent_micro": 0}
+    lined = tuple(
+        Flow(
+            partner_id=p,
+            schema_id=s,
+            releases=flows.get((p, s), empty)["releases"],
+            replayed=flows.get((p, s), empty)["replayed"],
+            refusals=tuple(sorted(flows.get((p, s), empty)["refusals"].items())),
+            spent=epsilon(flows.get((p, s), empty)["epsilon_spent_micro"]),
+            budgets=tuple(budgets.get((p, s), ())),
+        )
         for p, s in keys
     )
     names = {peer.id: peer.name for peer in peers.list_peers(node.engine, include_removed=True)}
-    return Transparency(flows, tuple(sorted(shared, key=lambda s: s[0])), names, now)
+    return Page(review, lined, tuple(sorted(shared, key=lambda s: s[0])), names)
+
+
+def _gather(node: Node, period: reviews.Period) -> Page | None:
+    review = review_for(node, period)
+    return None if review is None else lined_up(node, review)
+
+
+def _not_found(request: Request) -> Response:
+    sentence = i18n.translated(N_("There is no page at this address."), request.state.language)
+    return error_page(request, 404, "Not found", sentence)
 
 
 @router.get("/ui/transparency")
-async def transparency(request: Request, node: NodeDep, _session: OptionalSession) -> Response:
+async def transparency(
+    request: Request, node: NodeDep, _session: OptionalSession, period: str | None = None
+) -> Response:
     if not node.settings.public_transparency:  # the same page as any unknown address
-        sentence = i18n.translated(N_("There is no page at this address."), request.state.language)
-        return error_page(request, 404, "Not found", sentence)
-    found = await run_in_threadpool(functools.partial(gather, node, now=dt.datetime.now(dt.UTC)))
+        return _not_found(request)
+    current = reviews.Period.quarter_of(dt.datetime.now(dt.UTC))
+    try:
+        chosen = current if period is None else reviews.Period.parse(period)
+    except reviews.PeriodError:
+        return _not_found(request)
+    if chosen.start >= current.end:  # a period not begun yet holds nothing to show
+        return _not_found(request)
+    found = await run_in_threadpool(functools.partial(_gather, node, chosen))
+    offered = [current]
+    while len(offered) < QUARTERS_OFFERED:
+        offered.append(offered[-1].before())
     labels = {schema.id: schema.label.get(request.state.language) for schema in node.registry}
-    return render(request, "transparency.html", {"found": found, "schema_labels": labels})
+    return render(
+        request,
+        "transparency.html",
+        {
+            "found": found,
+            "period": chosen,
+            "last_day": chosen.end - dt.timedelta(days=1),
+            "offered": [p.name for p in offered],
+            "schema_labels": labels,
+        },
+    )

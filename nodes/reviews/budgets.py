@@ -1,0 +1,70 @@
+"""Privacy budget spent against caps, recomputed from the audit log alone.
+
+Every release that spent budget wrote, in the transaction that charged the ledger, one
+``release`` entry with the partner, the schema and the micro-ε charged
+(`nodes.releases.pipeline`). So the ledger's spent total of an account is the sum of those
+entries over the account's period (``total``, a year or a month, by the entry's UTC time),
+and anyone holding the log can recompute it. The caps come from the policy
+(`policies.accounts`). After a restore the ledger may hold more than the log shows (it never
+gives budget back, docs/operations.md); a review says what the log proves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from policies.accounts import Charge
+
+
+@dataclass(frozen=True)
+class Account:
+    """One ledger account: who it charges, for which schema and period, its cap and what the
+    log shows spent on it (micro-ε, as the ledger counts)."""
+
+    scope: str  # "partner" or "global" (every partner together)
+    partner_id: str  # "*" for the global account
+    schema_id: str
+    period: str  # "total", "2026" or "2026-03"
+    cap_micro: int
+    spent_micro: int
+
+
+def in_period(period: str, moment: dt.datetime) -> bool:
+    """Whether a charge at ``moment`` falls in a ledger period (`policies.budget.period_key`)."""
+    if period == "total":
+        return True
+    moment = moment.astimezone(dt.UTC)
+    return period in (f"{moment.year:04d}", f"{moment.year:04d}-{moment.month:02d}")
+
+
+def charged(entry: dict[str, Any]) -> int:
+    """The micro-ε a normalized entry charged: only allowed ``release`` entries spend."""
+    if entry["action"] != "release" or entry["outcome"] != "allowed":
+        return 0
+    return int(entry.get("epsilon_micro") or 0)
+
+
+def accounts(
+    entries: Iterable[dict[str, Any]], charges: Sequence[Charge], *, until: dt.datetime
+) -> tuple[Account, ...]:
+    """Each account of ``charges`` with what the entries before ``until`` spent on it."""
+    spent = dict.fromkeys(range(len(charges)), 0)
+    for entry in entries:
+        micro = charged(entry)
+        if not micro:
+            continue
+        moment = dt.datetime.fromisoformat(entry["time"])
+        if moment >= until:
+            continue
+        for index, charge in enumerate(charges):
+            if charge.schema_id != entry["schema"] or not in_period(charge.period, moment):
+                continue
+            if charge.scope == "global" or charge.partner_id == entry["partner"]:
+                spent[index] += micro
+    return tuple(
+        Account(c.scope, c.partner_id, c.schema_id, c.period, c.cap_micro, spent[i])
+        for i, c in enumerate(charges)
+    )
