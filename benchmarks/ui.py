@@ -55,6 +55,7 @@ from nodes.audit.lookup import Filters
 from nodes.database import reading
 from nodes.node import Node
 from nodes.releases import received, store
+from nodes.reviews import transparency
 from nodes.settings import NodeSettings
 from nodes.tokens import TokenRecord
 from policies.accounts import accounts_in_force
@@ -94,7 +95,9 @@ def _budgets(c: Context) -> object:
 
 
 def _transparency(c: Context) -> object:
-    return _outflow(c), _budgets(c), peers.list_peers(c.node.engine, include_removed=True)
+    head = transparency.latest_head(c.node)
+    found = [] if head is None else list(transparency.node_entries(c.node, head))
+    return found, peers.list_peers(c.node.engine, include_removed=True)
 
 
 def _received_page(c: Context) -> object:

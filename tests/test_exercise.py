@@ -1,21 +1,30 @@
 """``exchange exercise``: scenarios are checked, the outbreak follows the seed, and the
-CI-sized exercise (3 real server processes, every shock) meets every expectation."""
+CI-sized exercise (3 real server processes, every shock) meets every expectation, on SQLite
+and on PostgreSQL (a schema per node, none left afterwards)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
 from rich.console import Console
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from exchange.cli import app
-from exchange.exercises import outbreak, reviews, runner
-from exchange.exercises.scenario import Scenario, ScenarioError, load
+from exchange.exercises import federation, outbreak, reviews, runner, shocks_data
+from exchange.exercises.context import Exercise
+from exchange.exercises.databases import DatabaseError, Databases
+from exchange.exercises.results import Checks
+from exchange.exercises.scenario import Rollback, Scenario, ScenarioError, load
+from nodes.database import make_engine
 from nodes.directory import sample_gazetteer
+from nodes.settings import NodeSettings
+from tests.conftest import NO_POSTGRES, POSTGRES_URL
 
 CI_SCENARIO = Path(__file__).parent.parent / "docs" / "exercises" / "ci.yaml"
 ALL_SHOCKS = {
@@ -153,3 +162,117 @@ def test_an_expectation_that_cannot_hold_fails_the_run(tmp_path: Path) -> None:
         ("pull_round", False),
         ("after-action", True),
     ]
+
+
+def _schemas_in_database(prefix: str) -> set[str]:
+    engine = make_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
+                {"p": f"{prefix}%"},
+            ).scalars()
+            return set(found)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)
+def test_the_ci_exercise_meets_every_expectation_on_postgresql(tmp_path: Path) -> None:
+    during: list[set[str]] = []
+
+    def after(out: Path, node_dirs: list[Path]) -> list[Path]:
+        urls = [NodeSettings.load(d).database for d in node_dirs]
+        assert all(u.startswith(POSTGRES_URL) and "search_path%3Dexercise_" in u for u in urls)
+        during.append(_schemas_in_database("exercise_"))  # still there for the reviews
+        return reviews.write(out, node_dirs)
+
+    report = runner.run(
+        load(CI_SCENARIO),
+        out_dir=tmp_path,
+        console=Console(width=200),
+        after=after,
+        database_url=POSTGRES_URL,
+    )
+    failed = [(c.shock, c.name, c.observed) for c in report.checks if not c.met]
+    assert failed == []
+    assert {c.shock for c in report.checks} == ALL_SHOCKS | {"after-action"}
+    rollback = {c.name: c for c in report.checks if c.shock == "rollback"}
+    assert "rolled back" in rollback["the node refuses an old database"].observed
+    assert rollback["the peers flag the rollback"].met
+    made = set(report.schemas.values())
+    assert report.database == "postgresql" and set(report.schemas) == {"XA", "XB", "XC"}
+    assert during and made <= during[0]  # one schema per node, used by the servers
+    assert not made & _schemas_in_database("exercise_")  # and dropped afterwards
+    written = json.loads((tmp_path / "exercise.json").read_text())
+    assert written["met"] is True and written["database"] == "postgresql"
+    assert POSTGRES_URL not in (tmp_path / "exercise.json").read_text()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)
+def test_the_schemas_are_dropped_when_the_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+
+    def broken(_work: Path, _scenario: Scenario, _waves: object, used: Databases) -> None:
+        made.extend(used.schemas.values())
+        assert made and made[0] in _schemas_in_database("exercise_")
+        raise RuntimeError("a node could not be built")
+
+    monkeypatch.setattr(federation, "build", broken)
+    scenario = Scenario.model_validate(SMALL)
+    with pytest.raises(RuntimeError, match="could not be built"):
+        runner.run(
+            scenario, out_dir=tmp_path, console=Console(quiet=True), database_url=POSTGRES_URL
+        )
+    assert len(made) == 2
+    assert not set(made) & _schemas_in_database("exercise_")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("sqlite:///tmp/x.sqlite3", "must be a PostgreSQL one"),
+        ("postgresql://u@h/db?options=-csearch_path%3Dpublic", "must not set 'options'"),
+    ],
+)
+def test_a_database_url_that_is_not_a_fresh_postgresql_is_refused(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    with pytest.raises(DatabaseError, match=reason):
+        Databases(url)
+    args = ["exercise", str(CI_SCENARIO), "--out", str(tmp_path / "out"), "--database-url", url]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and reason in result.output
+    assert not (tmp_path / "out").exists()  # refused before anything started
+
+
+def test_node_urls_carry_their_own_schema() -> None:
+    db = Databases("postgresql://u:secret@h/db?sslmode=disable", {"XA": "exercise_0123abcd_xa"})
+    assert db.node_url("XA") == (
+        "postgresql://u:secret@h/db?sslmode=disable&options=-csearch_path%3Dexercise_0123abcd_xa"
+    )
+    assert Databases().node_url("XA") == ""  # SQLite in the node's directory
+    with pytest.raises(DatabaseError, match="no schema of this exercise"):
+        db.dump("XB", Path("/nonexistent"))
+
+
+def test_a_rollback_without_the_client_tools_says_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _tool: None)  # no PostgreSQL client
+    db = Databases("postgresql://u@127.0.0.1:1/db", {"XA": "exercise_0123abcd_xa"})
+    with pytest.raises(DatabaseError, match="pg_restore is not on PATH"):
+        db.put_back("XA", Path("/nonexistent/database.pgdump"))  # before dropping anything
+    member = SimpleNamespace(id="XA")  # never stopped nor copied: any use would raise
+    scenario = load(CI_SCENARIO)
+    ex = Exercise(scenario, {"XA": member}, None, [], databases=db)  # type: ignore[dict-item, arg-type]
+    checks = Checks(7, "rollback")
+    shocks_data.rollback(ex, Rollback(shock="rollback", node="XA"), checks)
+    (check,) = checks.found
+    assert not check.met and "pg_dump, pg_restore" in check.observed
+    assert "postgresql-client" in check.observed

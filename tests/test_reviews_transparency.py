@@ -93,6 +93,28 @@ def review(node: Node, period: str = "2026-Q1") -> dict[str, Any]:
     )
 
 
+def test_the_page_folds_in_only_what_was_signed_since_and_agrees_with_a_fresh_review(
+    node: Node, made: list[pipeline.Release]
+) -> None:
+    checkpoint_store.sign(node.engine, node.key.private_key, now=LATER)
+    before = review_for(node, Period.parse("2026-Q2"))
+    assert before is not None
+    more = PROVINCES.model_copy(update={"filters": {"area": ("XA-P1",)}})
+    made.append(pipeline.release(node, partner_id="XB", query=more, now=LATER))
+    signed = checkpoint_store.sign(node.engine, node.key.private_key, now=LATER)
+    after = review_for(node, Period.parse("2026-Q2"))
+    head = transparency.Head.of_signed(signed)
+    fresh = transparency.review_of(
+        transparency.node_entries(node, head),
+        node_id="XA",
+        period=Period.parse("2026-Q2"),
+        checkpoint=head,
+        policy=node.policy,
+    )
+    assert after == fresh
+    assert [f["releases"] for f in after["flows"]] == [f["releases"] + 1 for f in before["flows"]]
+
+
 def test_periods_parse_to_utc_bounds_and_refuse_anything_else() -> None:
     q4 = Period.parse("2026-Q4")
     assert (q4.start, q4.end) == (

@@ -20,6 +20,7 @@ from exchange.clients.peer import (
     PeerUnreachableError,
 )
 from exchange.clients.pulling import PullResult, peer_client, pull
+from exchange.exercises.databases import Databases
 from exchange.exercises.federation import PURPOSE, SCHEMA, ExerciseNode
 from exchange.exercises.scenario import Scenario
 from nodes import peers
@@ -68,6 +69,8 @@ class Exercise:
     weeks: list[str]
     #: Each node's outbreak as its agency pushed it.
     rows: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    #: Where the nodes keep their data (SQLite files, or a PostgreSQL schema each).
+    databases: Databases = field(default_factory=Databases)
     #: (provider, partner) pairs no longer expected to serve, and why (sunset, budget).
     closed: dict[tuple[str, str], str] = field(default_factory=dict)
     _asked: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exchange.exercises.databases import Databases
 from exchange.exercises.outbreak import Wave
 from exchange.exercises.scenario import Scenario
 from exchange.exercises.servers import PortTakenError, Server, free_port
@@ -133,8 +134,12 @@ def _set_url(settings: NodeSettings, url: str) -> NodeSettings:
     return NodeSettings.load(settings.directory)
 
 
-def build(directory: Path, scenario: Scenario, waves: dict[str, Wave]) -> list[ExerciseNode]:
-    """Make every node's directory (settings, keys, gazetteer, policy, tokens)."""
+def build(
+    directory: Path, scenario: Scenario, waves: dict[str, Wave], databases: Databases | None = None
+) -> list[ExerciseNode]:
+    """Make every node's directory (settings, keys, gazetteer, policy, tokens), its database
+    migrated in its directory or in the schema ``databases`` made for it."""
+    databases = databases or Databases()
     made: list[ExerciseNode] = []
     for node_id in scenario.node_ids:
         port = free_port()
@@ -143,6 +148,7 @@ def build(directory: Path, scenario: Scenario, waves: dict[str, Wave]) -> list[E
             node_id=node_id,
             name=f"Exercise nation {node_id}",
             public_url=f"http://127.0.0.1:{port}",
+            database_url=databases.node_url(node_id),
             gazetteer=sample_gazetteer(node_id),
         )
         others = [n for n in scenario.node_ids if n != node_id]

@@ -1,10 +1,11 @@
 """Run an exercise: build the federation, start its servers, push the outbreak, play the
 timeline, check every expectation, write ``exercise.json``, stop everything.
 
-Every server process and the nodes' temporary directory are cleaned up whatever happens
-(``finally``; `exchange.exercises.servers` also stops its processes ``atexit``). The
-``after`` hook runs once the servers have stopped, with the output directory and the node
-directories (still there), to write after-action reviews.
+Every server process, the nodes' temporary directory and, on PostgreSQL, the nodes'
+schemas are cleaned up whatever happens (``finally``; `exchange.exercises.servers` also
+stops its processes ``atexit``). The ``after`` hook runs once the servers have stopped, with
+the output directory and the node directories (and their databases: still there), to write
+after-action reviews.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from exchange.demo.data import as_csv
 from exchange.exercises import federation, outbreak, servers, shocks, shocks_data
 from exchange.exercises import scenario as sc
 from exchange.exercises.context import Exercise
+from exchange.exercises.databases import Databases
 from exchange.exercises.results import Check, Checks, table
 
 RESULT_FILE = "exercise.json"
@@ -62,6 +64,9 @@ class Report:
     checks: list[Check]
     outbreak: dict[str, str]  # node id -> digest of its counts
     seconds: float
+    database: str = "sqlite"  # or "postgresql"
+    #: node id -> the PostgreSQL schema the run made for it (all dropped when it ended).
+    schemas: dict[str, str] = field(default_factory=dict)
 
     @property
     def met(self) -> bool:
@@ -76,6 +81,8 @@ class Report:
             "scenario": self.scenario.model_dump(mode="json"),
             "met": self.met,
             "seconds": round(self.seconds, 1),
+            "database": self.database,
+            "schemas": self.schemas,
             "outbreak": self.outbreak,
             "checks": [c.as_json() for c in self.checks],
         }
@@ -140,14 +147,30 @@ def _reviewed(
     return checks.found
 
 
+def _drop(databases: Databases, console: Console) -> None:
+    """Drop the run's schemas; one that cannot be dropped is named, never left silently."""
+    for left in databases.drop():
+        console.print(
+            f"[bold red]schema not dropped[/] {left}: drop it with DROP SCHEMA ... CASCADE",
+            highlight=False,
+        )
+
+
 def run(
     scenario: sc.Scenario,
     *,
     out_dir: Path,
     console: Console | None = None,
     after: After | None = None,
+    database_url: str = "",
 ) -> Report:
-    """Play ``scenario`` on a federation of real servers; write ``out_dir/exercise.json``."""
+    """Play ``scenario`` on a federation of real servers; write ``out_dir/exercise.json``.
+
+    With a PostgreSQL ``database_url`` each node gets a fresh schema of that database, made
+    here and dropped when the run ends. Raises DatabaseError if the URL is not PostgreSQL
+    or its server refuses the schemas (nothing is left behind then either)."""
+    databases = Databases(database_url)
+    made: dict[str, str] = {}
     console = console or Console()
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,14 +185,17 @@ def run(
             w.node_id: w for w in outbreak.waves(scenario.node_ids, scenario.seed, scenario.weeks)
         }
         console.rule(
-            f"[bold]Exercise {scenario.name}: {scenario.nodes} nodes, seed {scenario.seed}"
+            f"[bold]Exercise {scenario.name}: {scenario.nodes} nodes, seed {scenario.seed}, "
+            f"{databases.kind}"
         )
-        members = federation.build(work, scenario, waves)
+        databases.create(scenario.node_ids)
+        made = dict(databases.schemas)
+        members = federation.build(work, scenario, waves, databases)
         for member in members:
             federation.start(member)
         federation.introduce(members)
         with httpx2.Client(timeout=30) as http:
-            ex = Exercise(scenario, {m.id: m for m in members}, http, labels)
+            ex = Exercise(scenario, {m.id: m for m in members}, http, labels, databases=databases)
             for member in members:
                 rows = outbreak.rows_for(
                     member.wave, member.node.gazetteer, scenario.seed, scenario.weeks, today
@@ -199,7 +225,8 @@ def run(
                 checks += _reviewed(after, out_dir, members, step=len(scenario.timeline) + 1)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    report = Report(scenario, checks, digests, time.monotonic() - started)
+            _drop(databases, console)
+    report = Report(scenario, checks, digests, time.monotonic() - started, databases.kind, made)
     (out_dir / RESULT_FILE).write_text(
         json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8"
     )

@@ -1,5 +1,9 @@
 """The shocks on a node's data: a bad file then a correction that reaches the partner, and
 a database replaced behind the node's back by an old copy (a rollback its peers must see).
+
+The old copy is what an operator's copy of the stopped node holds: its SQLite file (and
+WAL), or on PostgreSQL a ``pg_dump`` of its schema (`exchange.exercises.databases`), and in
+both cases the audit anchor beside its key.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from exchange.clients.pulling import peer_client
 from exchange.demo.data import as_csv
 from exchange.exercises import scenario as sc
 from exchange.exercises.context import Exercise, Outcome
+from exchange.exercises.databases import DUMP_FILE, TOOLS, Databases, missing_tools
 from exchange.exercises.federation import SCHEMA, ExerciseNode
 from exchange.exercises.results import Checks
 from exchange.exercises.servers import ServerError
@@ -102,22 +107,30 @@ def _db_files(member: ExerciseNode) -> list[Path]:
     return [base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")]
 
 
-def _copy_state(member: ExerciseNode, into: Path, *, with_anchor: bool) -> None:
-    """What an operator's file copy of a stopped node holds: the database (and its WAL), and
-    the audit anchor beside the key."""
-    into.mkdir(parents=True, exist_ok=True)
-    for path in _db_files(member):
-        if path.exists():
-            shutil.copy2(path, into / path.name)
+def _copy_state(
+    member: ExerciseNode, databases: Databases, into: Path, *, with_anchor: bool
+) -> None:
+    """What an operator's copy of a stopped node holds: the database (SQLite and its WAL, or
+    a dump of its PostgreSQL schema), and the audit anchor beside the key."""
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if databases.url:
+        databases.dump(member.id, into)
+    else:
+        for path in _db_files(member):
+            if path.exists():
+                shutil.copy2(path, into / path.name)
     if with_anchor:
         shutil.copy2(anchor.path_in(member.settings.keys_dir), into / anchor.ANCHOR_FILE)
 
 
-def _put_back(member: ExerciseNode, copy: Path, *, with_anchor: bool) -> None:
-    for path in _db_files(member):
-        path.unlink(missing_ok=True)
-        if (copy / path.name).exists():
-            shutil.copy2(copy / path.name, path)
+def _put_back(member: ExerciseNode, databases: Databases, copy: Path, *, with_anchor: bool) -> None:
+    if databases.url:
+        databases.put_back(member.id, copy / DUMP_FILE)
+    else:
+        for path in _db_files(member):
+            path.unlink(missing_ok=True)
+            if (copy / path.name).exists():
+                shutil.copy2(copy / path.name, path)
     if with_anchor:
         shutil.copy2(copy / anchor.ANCHOR_FILE, anchor.path_in(member.settings.keys_dir))
 
@@ -133,14 +146,29 @@ def rollback(ex: Exercise, step: sc.Rollback, checks: Checks) -> None:
     refuse to start: its anchor is newer), then with the anchor of the time (it starts, and
     its peers must flag it within one checkpoint interval of their next contact)."""
     member = ex[step.node]
+    missing = missing_tools() if ex.databases.url else []
+    if missing:  # checked before the node is touched: the run goes on without this shock
+        checks.add(
+            "the old copy can be taken",
+            expectation=f"the PostgreSQL client tools ({', '.join(TOOLS)}) copy {member.id}'s "
+            "schema",
+            observed=f"missing on PATH: {', '.join(missing)}; install the PostgreSQL client "
+            "tools of the server's major version (Debian: postgresql-client)",
+            met=False,
+            decision=f"missing {', '.join(missing)}",
+        )
+        return
     interval = ex.scenario.checkpoint_interval_seconds
     watchers = [m for m in ex.online() if m is not member]
     copy = member.directory.parent / f".{member.id}-old-copy"
     member.close()
     member.server.stop()
-    _copy_state(member, copy, with_anchor=True)
+    shutil.rmtree(copy, ignore_errors=True)
+    try:
+        _copy_state(member, ex.databases, copy, with_anchor=True)
+    finally:
+        member.server.start()  # a failed copy must not leave the node down for later steps
     old_size = anchor.read(copy / anchor.ANCHOR_FILE)
-    member.server.start()
     # It works on: releases to every watcher, a checkpoint over them, witnessed by each.
     work: list[Outcome] = []
     deadline = time.monotonic() + 4 * interval + 10
@@ -158,7 +186,7 @@ def rollback(ex: Exercise, step: sc.Rollback, checks: Checks) -> None:
     witnessed = {w.id: _witnessed_size(w, member.id) for w in watchers}
     member.close()
     member.server.stop()
-    _put_back(member, copy, with_anchor=False)
+    _put_back(member, ex.databases, copy, with_anchor=False)
     try:
         member.server.start()
         refused, why = False, "it started"
@@ -173,7 +201,7 @@ def rollback(ex: Exercise, step: sc.Rollback, checks: Checks) -> None:
         decision=f"refused to start: {refused}",
     )
     member.server.stop()
-    _put_back(member, copy, with_anchor=True)
+    _put_back(member, ex.databases, copy, with_anchor=True)
     member.server.start()
     flagged: dict[str, str] = {}
     started = time.monotonic()

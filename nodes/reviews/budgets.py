@@ -34,10 +34,13 @@ class Account:
 
 def in_period(period: str, moment: dt.datetime) -> bool:
     """Whether a charge at ``moment`` falls in a ledger period (`policies.budget.period_key`)."""
-    if period == "total":
-        return True
+    return period in periods_of(moment)
+
+
+def periods_of(moment: dt.datetime) -> tuple[str, str, str]:
+    """The ledger periods a charge at ``moment`` counts in: all time, its year, its month."""
     moment = moment.astimezone(dt.UTC)
-    return period in (f"{moment.year:04d}", f"{moment.year:04d}-{moment.month:02d}")
+    return ("total", f"{moment.year:04d}", f"{moment.year:04d}-{moment.month:02d}")
 
 
 def charged(entry: dict[str, Any]) -> int:

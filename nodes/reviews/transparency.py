@@ -17,6 +17,7 @@ Signed with the node key and checked against an export by `nodes.reviews.transpa
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -25,12 +26,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from nodes.audit import verifier
 from nodes.audit.checkpoint import SignedCheckpoint
 from nodes.audit.checkpoint_store import latest_checkpoint
-from nodes.audit.tables import audit_entries
+from nodes.audit.tables import audit_entries, audit_lookup
 from nodes.audit.vocabulary import normalize
 from nodes.database import reading
 from nodes.reviews import budgets
@@ -155,6 +156,131 @@ def budgets_as_of(period: Period, checkpoint: Head) -> dt.datetime:
     return min(period.end - dt.timedelta(microseconds=1), checkpoint.moment)
 
 
+class Tally:
+    """The review's figures folded entry by entry (in seq order), so the public page can
+    extend the tally of a period as the log grows instead of reading it all again; `compute`
+    is a fresh tally over the given entries. Budget spending is kept per (partner, schema,
+    ledger period), so the accounts of any policy can be read from it at the end."""
+
+    def __init__(self, period: Period) -> None:
+        self.period = period
+        self.size = 0  # entries folded: every seq below this one
+        self.flows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.steps: dict[str, Counter[str]] = {}
+        self.spent: Counter[tuple[str, str, str]] = Counter()  # (partner, schema, period)
+        self.approved: dict[int, dict[str, Any]] = {}
+        self.revoked: dict[int, dt.datetime] = {}
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Fold one normalized entry; those not `wanted` change nothing but the size."""
+        self.size = max(self.size, int(entry["seq"]) + 1)
+        if not wanted(entry):
+            return
+        moment = dt.datetime.fromisoformat(entry["time"])
+        schema = entry.get("schema") or ""
+        if (micro := budgets.charged(entry)) and moment < self.period.end:
+            for ledger_period in budgets.periods_of(moment):
+                self.spent[(entry.get("partner") or "", schema, ledger_period)] += micro
+        if entry["action"].startswith("escalation."):
+            self._escalation(entry, moment, schema)
+        if not self.period.holds(moment):
+            return
+        if entry["action"] == "release":
+            key = (entry.get("partner") or "", schema)
+            flow = self.flows.setdefault(key, _flow(*key))
+            if entry["outcome"] == "allowed":
+                flow["releases"] += 1
+                flow["epsilon_spent_micro"] += micro
+            elif entry["outcome"] == "replayed":
+                flow["replayed"] += 1
+            elif entry["outcome"] == "denied":
+                rule = entry.get("rule") or UNNAMED_RULE
+                flow["refusals"][rule] = flow["refusals"].get(rule, 0) + 1
+        elif (step := _ESCALATION_STEPS.get((entry["action"], entry["outcome"]))) is not None:
+            self.steps.setdefault(schema, Counter())[step] += 1
+
+    def _escalation(self, entry: dict[str, Any], moment: dt.datetime, schema: str) -> None:
+        number = _escalation_id(entry["resource"])
+        if number is None or entry["outcome"] != "allowed":
+            return
+        if entry["action"] == "escalation.revoke":
+            self.revoked[number] = moment
+        elif entry["action"] == "escalation.approve":
+            until = _APPROVED_UNTIL.search(str(entry["reason"]))
+            end = None
+            if until is not None:
+                end = dt.datetime.strptime(until[1], "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
+            self.approved[number] = {"schema": schema, "start": moment, "end": end}
+
+    def review(
+        self,
+        *,
+        node_id: str,
+        checkpoint: Head,
+        charges: Sequence[Charge],
+        policy_hash: str | None,
+    ) -> dict[str, Any]:
+        """The review (JSON-ready) of what was folded; folding entries at or beyond the
+        checkpoint's tree size is the caller's mistake, and raises ValueError."""
+        if self.size > checkpoint.tree_size:
+            raise ValueError(f"entries beyond the checkpoint's {checkpoint.tree_size} folded")
+        period = self.period
+        return {
+            "type": REVIEW_TYPE,
+            "node_id": node_id,
+            "period": period.as_dict(),
+            "checkpoint": checkpoint.as_dict(),
+            "policy_hash": policy_hash,
+            "budgets_as_of": utc_text(budgets_as_of(period, checkpoint)),
+            "flows": [copy.deepcopy(self.flows[key]) for key in sorted(self.flows)],
+            "budgets": [
+                {
+                    "scope": c.scope,
+                    "partner": c.partner_id,
+                    "schema": c.schema_id,
+                    "period": c.period,
+                    "cap_micro": c.cap_micro,
+                    "spent_micro": self._spent(c),
+                }
+                for c in charges
+            ],
+            "escalations": [
+                {"schema": schema, **{step: self.steps[schema][step] for step in _STEPS}}
+                for schema in sorted(self.steps)
+            ],
+            "approved_escalations": self._in_force(),
+        }
+
+    def _spent(self, charge: Charge) -> int:
+        if charge.scope == "global":
+            return sum(
+                micro
+                for (_partner, schema, when), micro in self.spent.items()
+                if schema == charge.schema_id and when == charge.period
+            )
+        return self.spent[(charge.partner_id, charge.schema_id, charge.period)]
+
+    def _in_force(self) -> list[dict[str, Any]]:
+        """Approved escalations in force at some time in the period: id, schema, start, end
+        (the end its approval set, or its revocation if earlier; None if none is stated)."""
+        listed = []
+        for number, seen in sorted(self.approved.items()):
+            end = seen["end"]
+            revoked = self.revoked.get(number)
+            if revoked is not None and (end is None or revoked < end):
+                end = revoked
+            if seen["start"] < self.period.end and (end is None or end > self.period.start):
+                listed.append(
+                    {
+                        "id": number,
+                        "schema": seen["schema"],
+                        "start": utc_text(seen["start"]),
+                        "end": None if end is None else utc_text(end),
+                    }
+                )
+        return listed
+
+
 def compute(
     entries: Iterable[dict[str, Any]],
     *,
@@ -164,54 +290,16 @@ def compute(
     charges: Sequence[Charge],
     policy_hash: str | None,
 ) -> dict[str, Any]:
-    """The review (JSON-ready) from normalized entries (`wanted` ones suffice, in seq order);
-    entries at or beyond the checkpoint's tree size are ignored."""
-    covered = [e for e in entries if int(e["seq"]) < checkpoint.tree_size and wanted(e)]
-    flows: dict[tuple[str, str], dict[str, Any]] = {}
-    steps: dict[str, Counter[str]] = {}
-    for entry in covered:
-        if not period.holds(dt.datetime.fromisoformat(entry["time"])):
-            continue
-        schema = entry.get("schema") or ""
-        if entry["action"] == "release":
-            key = (entry.get("partner") or "", schema)
-            flow = flows.setdefault(key, _flow(*key))
-            if entry["outcome"] == "allowed":
-                flow["releases"] += 1
-                flow["epsilon_spent_micro"] += budgets.charged(entry)
-            elif entry["outcome"] == "replayed":
-                flow["replayed"] += 1
-            elif entry["outcome"] == "denied":
-                rule = entry.get("rule") or UNNAMED_RULE
-                flow["refusals"][rule] = flow["refusals"].get(rule, 0) + 1
-        elif (step := _ESCALATION_STEPS.get((entry["action"], entry["outcome"]))) is not None:
-            steps.setdefault(schema, Counter())[step] += 1
-    accounts = budgets.accounts(covered, charges, until=period.end)
-    return {
-        "type": REVIEW_TYPE,
-        "node_id": node_id,
-        "period": period.as_dict(),
-        "checkpoint": checkpoint.as_dict(),
-        "policy_hash": policy_hash,
-        "budgets_as_of": utc_text(budgets_as_of(period, checkpoint)),
-        "flows": [flows[key] for key in sorted(flows)],
-        "budgets": [
-            {
-                "scope": a.scope,
-                "partner": a.partner_id,
-                "schema": a.schema_id,
-                "period": a.period,
-                "cap_micro": a.cap_micro,
-                "spent_micro": a.spent_micro,
-            }
-            for a in accounts
-        ],
-        "escalations": [
-            {"schema": schema, **{step: steps[schema][step] for step in _STEPS}}
-            for schema in sorted(steps)
-        ],
-        "approved_escalations": _approved(covered, period),
-    }
+    """The review (JSON-ready) from normalized entries in seq order; entries at or beyond
+    the checkpoint's tree size are ignored."""
+    tally = Tally(period)
+    for entry in entries:
+        if int(entry["seq"]) < checkpoint.tree_size:
+            tally.add(entry)
+    tally.size = checkpoint.tree_size
+    return tally.review(
+        node_id=node_id, checkpoint=checkpoint, charges=charges, policy_hash=policy_hash
+    )
 
 
 def review_of(
@@ -245,41 +333,6 @@ def _flow(partner: str, schema: str) -> dict[str, Any]:
     }
 
 
-def _approved(covered: Iterable[dict[str, Any]], period: Period) -> list[dict[str, Any]]:
-    """Approved escalations in force at some time in the period: id, schema, start, end
-    (the end its approval set, or its revocation if earlier; None if the entry states none)."""
-    found: dict[int, dict[str, Any]] = {}
-    revoked: dict[int, dt.datetime] = {}
-    for entry in covered:
-        number = _escalation_id(entry["resource"])
-        if number is None or entry["outcome"] != "allowed":
-            continue
-        moment = dt.datetime.fromisoformat(entry["time"])
-        if entry["action"] == "escalation.revoke":
-            revoked[number] = moment
-        elif entry["action"] == "escalation.approve":
-            until = _APPROVED_UNTIL.search(str(entry["reason"]))
-            end = None
-            if until is not None:
-                end = dt.datetime.strptime(until[1], "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
-            found[number] = {"schema": entry.get("schema") or "", "start": moment, "end": end}
-    listed = []
-    for number, seen in sorted(found.items()):
-        end = seen["end"]
-        if number in revoked and (end is None or revoked[number] < end):
-            end = revoked[number]
-        if seen["start"] < period.end and (end is None or end > period.start):
-            listed.append(
-                {
-                    "id": number,
-                    "schema": seen["schema"],
-                    "start": utc_text(seen["start"]),
-                    "end": None if end is None else utc_text(end),
-                }
-            )
-    return listed
-
-
 def _escalation_id(resource: str) -> int | None:
     kind, _, value = resource.partition(":")
     return int(value) if kind == "escalation" and value.isdigit() else None
@@ -294,16 +347,23 @@ def latest_head(node: Node) -> Head | None:
     return None if signed is None else Head.of_signed(signed)
 
 
-def node_entries(node: Node, head: Head) -> Iterator[dict[str, Any]]:
-    """The node's own entries below the checkpoint, normalized as `nodes.audit.summary`
-    reads them, in one read to the end (a generator left half-read would hold its cursor).
-    Not re-verified:
-    the node checks its log at start and before each checkpoint; a review for others is
-    made from a verified log (`nodes.reviews.verified_log`)."""
+def node_entries(node: Node, head: Head, *, since: int = 0) -> Iterator[dict[str, Any]]:
+    """The node's own `wanted` entries from seq ``since`` to below the checkpoint, normalized
+    as `nodes.audit.summary` reads them, found through the lookup index (which covers exactly
+    the signed entries), so a page over a long log reads its releases and escalations only;
+    read to the end (a generator left half-read would hold its cursor). Not re-verified: the
+    node checks its log at start and before each checkpoint; a review for others is made
+    from a verified log (`nodes.reviews.verified_log`)."""
+    lookup = audit_lookup.c
     with reading(node.engine) as conn:
         rows = conn.execute(
             select(audit_entries.c.entry)
-            .where(audit_entries.c.seq < head.tree_size)
+            .join(audit_lookup, lookup.seq == audit_entries.c.seq)
+            .where(
+                audit_entries.c.seq < head.tree_size,
+                audit_entries.c.seq >= since,
+                or_(lookup.action == "release", lookup.action.like("escalation.%")),
+            )
             .order_by(audit_entries.c.seq)
             .execution_options(yield_per=5000)
         )

@@ -8,9 +8,9 @@ node's latest checkpoint, so the page, ``exchange report transparency`` and an a
 recomputation from an export agree: counts, refusal rules, ε and escalation times, never a
 cell, a value, a query or a reason.
 
-A review depends only on the period, the checkpoint and the policy, so it is computed once
-per (period, checkpoint, policy) in each worker and kept: the public reading the page does
-not make the node read its log again.
+The review is a fold over the log (`nodes.reviews.transparency.Tally`): each worker keeps the
+tally of each period shown and folds in only the entries signed since, so the public reading
+the page does not make the node read its log again.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from exchange.ui.sessions import OptionalSession
 from nodes import peers
 from nodes.node import Node
 from nodes.reviews import transparency as reviews
+from policies.accounts import accounts_in_force
 from policies.budget import epsilon
 from schemas.errors import N_
 
@@ -41,7 +42,7 @@ router = page_router()
 #: Quarters offered in the period menu, the current one first.
 QUARTERS_OFFERED = 8
 _CACHE_SIZE = 32
-_cache: OrderedDict[tuple[str, str, int, str, str], dict[str, Any]] = OrderedDict()
+_tallies: OrderedDict[tuple[str, str, str], reviews.Tally] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -111,28 +112,35 @@ class Page:
 
 
 def review_for(node: Node, period: reviews.Period) -> dict[str, Any] | None:
-    """The review of ``period`` at the node's latest checkpoint (None before the first)."""
+    """The review of ``period`` at the node's latest checkpoint (None before the first).
+
+    Each worker keeps a tally per period and folds in only the entries signed since it last
+    looked, so a new checkpoint costs what was appended, not the whole log. A log only grows
+    while the node runs (a restore happens offline, and the restarted worker starts afresh);
+    a tally ahead of the checkpoint is thrown away all the same.
+    """
     head = reviews.latest_head(node)
     if head is None:
         return None
-    policy = node.policy
-    key = (node.settings.node_id, period.name, head.tree_size, head.root_hash, policy.hash)
+    key = (node.settings.node_id, str(node.engine.url), period.name)  # one per database
     with _lock:
-        found = _cache.get(key)
-    if found is not None:
-        return found
-    review = reviews.review_of(
-        reviews.node_entries(node, head),
-        node_id=node.settings.node_id,
-        period=period,
-        checkpoint=head,
-        policy=policy,
-    )
-    with _lock:
-        _cache[key] = review
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return review
+        tally = _tallies.get(key)
+        if tally is None or tally.size > head.tree_size:
+            tally = reviews.Tally(period)
+        for entry in reviews.node_entries(node, head, since=tally.size):
+            tally.add(entry)
+        tally.size = head.tree_size
+        _tallies[key] = tally
+        _tallies.move_to_end(key)
+        while len(_tallies) > _CACHE_SIZE:
+            _tallies.popitem(last=False)
+        policy = node.policy
+        return tally.review(
+            node_id=node.settings.node_id,
+            checkpoint=head,
+            charges=accounts_in_force(policy, reviews.budgets_as_of(period, head)),
+            policy_hash=policy.hash,
+        )
 
 
 def lined_up(node: Node, review: dict[str, Any]) -> Page:
