@@ -99,7 +99,6 @@ def test_the_ci_exercise_meets_every_expectation(tmp_path: Path) -> None:
     failed = [(c.shock, c.name, c.observed) for c in report.checks if not c.met]
     assert failed == []
     assert {c.shock for c in report.checks} == ALL_SHOCKS | {"after-action"}
-    assert report.seconds < 110
     written = json.loads((tmp_path / "exercise.json").read_text())
     assert written["met"] is True and len(written["checks"]) == len(report.checks)
     assert seen and len(seen[0][1]) == 3
