@@ -31,6 +31,24 @@ def _decisions(outcomes: list[Outcome]) -> str:
     return "; ".join(o.decision for o in outcomes)
 
 
+def _others_served(
+    ex: Exercise, provider: ExerciseNode, partner: ExerciseNode, checks: Checks, name: str
+) -> None:
+    """The provider's other open partners are still served after a shock to one of them."""
+    others = [
+        ex.pull(m.id, provider.id, ex.fresh(provider.id, m.id))
+        for m in ex.online()
+        if m not in (provider, partner) and (provider.id, m.id) not in ex.closed
+    ]
+    checks.add(
+        name,
+        expectation=f"{provider.id}'s other partners are still served",
+        observed=_said(others) if others else "no other partner",
+        met=_all(others, "served") or not others,
+        decision=_decisions(others),
+    )
+
+
 def pull_round(ex: Exercise, step: sc.PullRound, checks: Checks) -> None:
     """Every online node pulls from every other online one, except closed agreements."""
     outcomes: list[Outcome] = []
@@ -234,18 +252,7 @@ def sunset(ex: Exercise, step: sc.Sunset, checks: Checks) -> None:
         and "sunset" in reasons,
         decision=refused.decision,
     )
-    others = [
-        ex.pull(m.id, provider.id, ex.fresh(provider.id, m.id))
-        for m in ex.online()
-        if m not in (provider, partner) and (provider.id, m.id) not in ex.closed
-    ]
-    checks.add(
-        "other partners are unaffected",
-        expectation=f"{provider.id}'s other partners are still served",
-        observed=_said(others) if others else "no other partner",
-        met=_all(others, "served") or not others,
-        decision=_decisions(others),
-    )
+    _others_served(ex, provider, partner, checks, "other partners are unaffected")
 
 
 def budget(ex: Exercise, step: sc.Budget, checks: Checks) -> None:
@@ -270,18 +277,7 @@ def budget(ex: Exercise, step: sc.Budget, checks: Checks) -> None:
         decision=f"{last.decision} after {served} releases",
         budget=last.problem.get("budget"),
     )
-    others = [
-        ex.pull(m.id, provider.id, ex.fresh(provider.id, m.id))
-        for m in ex.online()
-        if m not in (provider, partner) and (provider.id, m.id) not in ex.closed
-    ]
-    checks.add(
-        "other partners keep working",
-        expectation=f"{provider.id}'s other partners are still served",
-        observed=_said(others) if others else "no other partner",
-        met=_all(others, "served") or not others,
-        decision=_decisions(others),
-    )
+    _others_served(ex, provider, partner, checks, "other partners keep working")
 
 
 def escalation(ex: Exercise, step: sc.Escalation, checks: Checks) -> None:

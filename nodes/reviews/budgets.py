@@ -12,6 +12,7 @@ gives budget back, docs/operations.md); a review says what the log proves.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +33,9 @@ class Account:
     spent_micro: int
 
 
-def in_period(period: str, moment: dt.datetime) -> bool:
-    """Whether a charge at ``moment`` falls in a ledger period (`policies.budget.period_key`)."""
-    return period in periods_of(moment)
-
-
 def periods_of(moment: dt.datetime) -> tuple[str, str, str]:
-    """The ledger periods a charge at ``moment`` counts in: all time, its year, its month."""
+    """The ledger periods a charge at ``moment`` counts in: all time, its year, its month
+    (the keys `policies.budget.period_key` gives)."""
     moment = moment.astimezone(dt.UTC)
     return ("total", f"{moment.year:04d}", f"{moment.year:04d}-{moment.month:02d}")
 
@@ -50,24 +47,42 @@ def charged(entry: dict[str, Any]) -> int:
     return int(entry.get("epsilon_micro") or 0)
 
 
+class Spending:
+    """Micro-ε charged per (partner, schema, ledger period), folded entry by entry, so any
+    policy's accounts can be read from it afterwards (`account`)."""
+
+    def __init__(self, *, until: dt.datetime) -> None:
+        self.until = until
+        self.spent: Counter[tuple[str, str, str]] = Counter()
+
+    def add(self, entry: dict[str, Any]) -> int:
+        """Fold one normalized entry; returns what it charged (0 for most entries)."""
+        micro = charged(entry)
+        moment = dt.datetime.fromisoformat(entry["time"]) if micro else None
+        if moment is not None and moment < self.until:
+            for period in periods_of(moment):
+                self.spent[(entry.get("partner") or "", entry.get("schema") or "", period)] += micro
+        return micro
+
+    def account(self, charge: Charge) -> Account:
+        """The account with what was charged to it: a partner's own, or every partner's."""
+        if charge.scope == "global":
+            spent = sum(
+                micro
+                for (_partner, schema, period), micro in self.spent.items()
+                if schema == charge.schema_id and period == charge.period
+            )
+        else:
+            spent = self.spent[(charge.partner_id, charge.schema_id, charge.period)]
+        c = charge
+        return Account(c.scope, c.partner_id, c.schema_id, c.period, c.cap_micro, spent)
+
+
 def accounts(
     entries: Iterable[dict[str, Any]], charges: Sequence[Charge], *, until: dt.datetime
 ) -> tuple[Account, ...]:
     """Each account of ``charges`` with what the entries before ``until`` spent on it."""
-    spent = dict.fromkeys(range(len(charges)), 0)
+    spending = Spending(until=until)
     for entry in entries:
-        micro = charged(entry)
-        if not micro:
-            continue
-        moment = dt.datetime.fromisoformat(entry["time"])
-        if moment >= until:
-            continue
-        for index, charge in enumerate(charges):
-            if charge.schema_id != entry["schema"] or not in_period(charge.period, moment):
-                continue
-            if charge.scope == "global" or charge.partner_id == entry["partner"]:
-                spent[index] += micro
-    return tuple(
-        Account(c.scope, c.partner_id, c.schema_id, c.period, c.cap_micro, spent[i])
-        for i, c in enumerate(charges)
-    )
+        spending.add(entry)
+    return tuple(spending.account(charge) for charge in charges)

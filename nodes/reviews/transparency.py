@@ -167,7 +167,7 @@ class Tally:
         self.size = 0  # entries folded: every seq below this one
         self.flows: dict[tuple[str, str], dict[str, Any]] = {}
         self.steps: dict[str, Counter[str]] = {}
-        self.spent: Counter[tuple[str, str, str]] = Counter()  # (partner, schema, period)
+        self.spending = budgets.Spending(until=period.end)
         self.approved: dict[int, dict[str, Any]] = {}
         self.revoked: dict[int, dt.datetime] = {}
 
@@ -176,11 +176,9 @@ class Tally:
         self.size = max(self.size, int(entry["seq"]) + 1)
         if not wanted(entry):
             return
+        micro = self.spending.add(entry)
         moment = dt.datetime.fromisoformat(entry["time"])
         schema = entry.get("schema") or ""
-        if (micro := budgets.charged(entry)) and moment < self.period.end:
-            for ledger_period in budgets.periods_of(moment):
-                self.spent[(entry.get("partner") or "", schema, ledger_period)] += micro
         if entry["action"].startswith("escalation."):
             self._escalation(entry, moment, schema)
         if not self.period.holds(moment):
@@ -235,14 +233,14 @@ class Tally:
             "flows": [copy.deepcopy(self.flows[key]) for key in sorted(self.flows)],
             "budgets": [
                 {
-                    "scope": c.scope,
-                    "partner": c.partner_id,
-                    "schema": c.schema_id,
-                    "period": c.period,
-                    "cap_micro": c.cap_micro,
-                    "spent_micro": self._spent(c),
+                    "scope": a.scope,
+                    "partner": a.partner_id,
+                    "schema": a.schema_id,
+                    "period": a.period,
+                    "cap_micro": a.cap_micro,
+                    "spent_micro": a.spent_micro,
                 }
-                for c in charges
+                for a in map(self.spending.account, charges)
             ],
             "escalations": [
                 {"schema": schema, **{step: self.steps[schema][step] for step in _STEPS}}
@@ -250,15 +248,6 @@ class Tally:
             ],
             "approved_escalations": self._in_force(),
         }
-
-    def _spent(self, charge: Charge) -> int:
-        if charge.scope == "global":
-            return sum(
-                micro
-                for (_partner, schema, when), micro in self.spent.items()
-                if schema == charge.schema_id and when == charge.period
-            )
-        return self.spent[(charge.partner_id, charge.schema_id, charge.period)]
 
     def _in_force(self) -> list[dict[str, Any]]:
         """Approved escalations in force at some time in the period: id, schema, start, end
