@@ -36,13 +36,16 @@ from schemas.periods import week_of
 
 __all__ = [
     "Batch",
+    "JsonColumns",
     "ReportShapeError",
     "ReportValidationError",
     "RowError",
     "ValidationContext",
     "from_csv_rows",
+    "from_json_columns",
     "from_json_rows",
     "from_text_columns",
+    "json_columns",
 ]
 
 
@@ -192,6 +195,30 @@ def from_plain_csv_lines(
     )
 
 
+@dataclass(frozen=True)
+class JsonColumns:
+    """Decoded JSON rows as columns: ``names`` the fields any row gave, and a column (None
+    where a row gave no value) for each of the schema's fields."""
+
+    names: frozenset[str]
+    columns: dict[str, Column]
+    rows: int
+
+
+def json_columns(schema: ReportSchema, rows: Sequence[object]) -> JsonColumns:
+    """The columns of decoded row objects; raises ``ReportShapeError`` unless each is one."""
+    if rows and set(map(type, rows)) != {dict}:
+        raise ReportShapeError.coded("rows_not_objects")
+    dict_rows: Sequence[dict[str, object]] = rows  # type: ignore[assignment]
+    columns: dict[str, Column] = {}
+    for f in schema.fields:
+        try:
+            columns[f.name] = list(map(operator.itemgetter(f.name), dict_rows))
+        except KeyError:
+            columns[f.name] = [r.get(f.name) for r in dict_rows]
+    return JsonColumns(frozenset(chain.from_iterable(dict_rows)), columns, len(rows))
+
+
 def from_json_rows(
     schema: ReportSchema,
     rows: Sequence[object],
@@ -208,20 +235,26 @@ def from_json_rows(
     """
     if not rows:
         raise ReportShapeError.coded("no_rows")
-    if set(map(type, rows)) != {dict}:
-        raise ReportShapeError.coded("rows_not_objects")
-    dict_rows: Sequence[dict[str, object]] = rows  # type: ignore[assignment]
-    names = set(chain.from_iterable(dict_rows))
-    _check_header(schema, sorted(names))
-    columns: dict[str, Column] = {}
-    for f in schema.fields:
-        try:
-            columns[f.name] = list(map(operator.itemgetter(f.name), dict_rows))
-        except KeyError:
-            columns[f.name] = [r.get(f.name) for r in dict_rows]
+    return from_json_columns(
+        schema, json_columns(schema, rows), ctx, lines=lines, check_cells=check_cells
+    )
+
+
+def from_json_columns(
+    schema: ReportSchema,
+    decoded: JsonColumns,
+    ctx: ValidationContext,
+    *,
+    lines: Sequence[int] | None = None,
+    check_cells: bool = True,
+) -> Batch:
+    """Validate rows already decoded into columns, as ``from_json_rows`` does."""
+    if not decoded.rows:
+        raise ReportShapeError.coded("no_rows")
+    _check_header(schema, sorted(decoded.names))
     errors = ErrorLog(ctx.max_errors, lines)
     return _validate(
-        schema, columns, len(rows), errors, ctx, from_text=False, check_cells=check_cells
+        schema, decoded.columns, decoded.rows, errors, ctx, from_text=False, check_cells=check_cells
     )
 
 

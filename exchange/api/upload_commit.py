@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from exchange.api import strict_json
+from exchange.api import json_rows, strict_json
 from exchange.api.bodies import MAX_COLUMNS
 from exchange.formats import hxl_import
 from nodes import reports, upload_sessions
@@ -43,12 +43,14 @@ from schemas.errors import InvalidInputError
 from schemas.model import ReportSchema
 from schemas.validation import (
     Batch,
+    JsonColumns,
     ReportShapeError,
     ReportValidationError,
     ValidationContext,
     from_csv_rows,
-    from_json_rows,
+    from_json_columns,
     from_plain_csv_lines,
+    json_columns,
 )
 
 #: Rows validated and staged at a time: about one part's worth of a typical report.
@@ -360,25 +362,52 @@ def _ndjson_batches(
     blocks: Iterator[_Lines], schema: ReportSchema, ctx: ValidationContext
 ) -> Iterator[Attempt]:
     """Batches of JSON Lines rows: one object per line, the line number its row number."""
-    rows: list[object] = []
-    numbers: list[int] = []
+    pending = _PendingColumns(schema)
     for block in blocks:
-        lines = list(map(methodcaller("strip", JSON_SPACE), block.texts))
-        if all(lines):
-            numbered: Sequence[int] = range(block.first, block.first + len(lines))
-        else:  # blank lines carry nothing, but count
-            numbered = [n for n, line in enumerate(lines, block.first) if line]
+        numbered: Sequence[int] = range(block.first, block.first + len(block.texts))
+        decoded = json_rows.columns_of_lines(schema, block.texts)
+        if decoded is None:  # a blank line, or one the strict decoder must name
+            lines = list(map(methodcaller("strip", JSON_SPACE), block.texts))
+            numbered = [n for n, line in zip(numbered, lines, strict=True) if line]
             lines = list(filter(None, lines))
-        decoded: Sequence[object] | None = strict_json.loads_lines(lines)
-        if decoded is None:
-            decoded = list(map(_ndjson_line, lines, numbered))
-        rows.extend(decoded)
-        numbers.extend(numbered)
-        while len(rows) >= BATCH_ROWS:
-            yield _json_batch(rows[:BATCH_ROWS], numbers[:BATCH_ROWS], schema, ctx)
-            del rows[:BATCH_ROWS], numbers[:BATCH_ROWS]
-    if rows:
-        yield _json_batch(rows, numbers, schema, ctx)
+            decoded = json_rows.columns_of_lines(schema, lines) or json_columns(
+                schema, list(map(_ndjson_line, lines, numbered))
+            )
+        pending.add(decoded, numbered)
+        while pending.rows >= BATCH_ROWS:
+            yield _json_batch(*pending.take(BATCH_ROWS), schema, ctx)
+    if pending.rows:
+        yield _json_batch(*pending.take(pending.rows), schema, ctx)
+
+
+class _PendingColumns:
+    """Decoded rows waiting for a whole batch: a part need not hold a batch's worth."""
+
+    def __init__(self, schema: ReportSchema) -> None:
+        self.columns: dict[str, list[object]] = {f.name: [] for f in schema.fields}
+        self.names: set[str] = set()
+        self.numbers: list[int] = []
+
+    @property
+    def rows(self) -> int:
+        return len(self.numbers)
+
+    def add(self, decoded: JsonColumns, numbers: Sequence[int]) -> None:
+        for name, column in decoded.columns.items():
+            self.columns[name].extend(column)
+        self.names.update(decoded.names)
+        self.numbers.extend(numbers)
+
+    def take(self, n: int) -> tuple[JsonColumns, list[int]]:
+        """The first ``n`` rows (their names: any field given in the rows pending)."""
+        taken = JsonColumns(frozenset(self.names), {k: v[:n] for k, v in self.columns.items()}, n)
+        numbers = self.numbers[:n]
+        for column in self.columns.values():
+            del column[:n]
+        del self.numbers[:n]
+        if not self.numbers:
+            self.names.clear()
+        return taken, numbers
 
 
 def _ndjson_line(text: str, number: int) -> dict[str, object]:
@@ -395,9 +424,9 @@ def _ndjson_line(text: str, number: int) -> dict[str, object]:
 
 
 def _json_batch(
-    rows: list[object], numbers: list[int], schema: ReportSchema, ctx: ValidationContext
+    decoded: JsonColumns, numbers: list[int], schema: ReportSchema, ctx: ValidationContext
 ) -> Attempt:
-    check = partial(from_json_rows, schema, rows, ctx, lines=numbers, check_cells=False)
+    check = partial(from_json_columns, schema, decoded, ctx, lines=numbers, check_cells=False)
     return _validated(check, numbers)
 
 

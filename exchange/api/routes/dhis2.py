@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from exchange.api import strict_json
+from exchange.api import dhis2_json, strict_json
 from exchange.api.bodies import CSV_TYPES, media_type, read_body
 from exchange.api.dependencies import CurrentAgencyOrApiToken, NodeDep
 from exchange.api.problems import UnsupportedMediaTypeError, documented
@@ -318,6 +318,9 @@ def _read(body: bytes, content_type: str) -> dhis2_values.DataValues:
                 f"the CSV is not UTF-8 (byte {exc.start} is invalid)"
             ) from None
         return dhis2_values.from_csv(text)
+    fast = dhis2_json.data_values(body)
+    if fast is not None:
+        return fast
     try:
         document = strict_json.loads(body)
     except strict_json.StrictJsonError as exc:
