@@ -553,7 +553,7 @@ def current_cells(engine: Engine, *, batch: Batch) -> dict[tuple[object, ...], t
     second = key[1] if len(key) > 1 else None
     firsts = sorted(set(batch.columns[first]), key=str)
     seconds = sorted(set(batch.columns[second]), key=str) if second else []
-    wanted = set(zip(*(batch.columns[k] for k in key), strict=True))
+    wanted: set[tuple[object, ...]] | None = None  # built only if the node holds any
     found: dict[tuple[object, ...], tuple[object, ...]] = {}
     step = 500
     with reading(engine) as conn:
@@ -564,6 +564,8 @@ def current_cells(engine: Engine, *, batch: Batch) -> dict[tuple[object, ...], t
             if second is not None and len(seconds) <= step:
                 query = query.where(table.c[second].in_(seconds))
             for row in conn.execute(query):
+                if wanted is None:
+                    wanted = set(zip(*(batch.columns[k] for k in key), strict=True))
                 cell = tuple(row[: len(key)])
                 if cell in wanted:
                     found[cell] = tuple(row[len(key) :])

@@ -70,7 +70,8 @@ _IGNORED = tuple(f for f in DataValue.__struct_fields__ if f not in _READ)
 def data_values(body: bytes) -> DataValues | None:
     """The set in ``body`` as ``dhis2_values.from_json`` reads it; None when the fast path
     cannot vouch for it."""
-    if b"\\u" in body or strict_json.has_long_digits(body):
+    ends = strict_json.screen(body)
+    if ends is None:
         return None
     try:
         document = _DECODER.decode(body)
@@ -91,7 +92,7 @@ def data_values(body: bytes) -> DataValues | None:
         columns[field] = column
     for field in _IGNORED:
         keys += n - operator.countOf(map(operator.attrgetter(field), values), _UNSET)
-    if keys != strict_json.key_ends(body):
+    if keys != ends:
         return None  # a key given twice, or key-like text inside a string: the strict path
     return DataValues(
         data_set=None if document.dataSet is _UNSET else document.dataSet,

@@ -50,9 +50,8 @@ def columns_of_lines(schema: ReportSchema, lines: Sequence[str]) -> JsonColumns 
     """JSON Lines, each one flat row object (JSON whitespace around it, a line break
     included, is allowed), as columns; None unless every line is one that
     ``strict_json.loads`` accepts and the fast path can vouch for (a blank line is not)."""
-    text = "\n".join(lines)
-    encoded = text.encode()
-    if "\\u" in text or strict_json.has_long_digits(encoded):
+    ends = strict_json.screen("\n".join(lines).encode())
+    if ends is None:
         return None
     decoder, attributes = _decoder(tuple(f.name for f in schema.fields))
     try:
@@ -75,6 +74,6 @@ def columns_of_lines(schema: ReportSchema, lines: Sequence[str]) -> JsonColumns 
             column = [None if v is unset else v for v in column]
         keys += n - absent
         columns[field.name] = column
-    if keys != strict_json.key_ends(encoded):
+    if keys != ends:
         return None  # a key given twice, or key-like text inside a string: the strict path
     return JsonColumns(frozenset(names), columns, n)

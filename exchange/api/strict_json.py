@@ -75,13 +75,14 @@ def _shown(text: str, limit: int = 40) -> str:
 
 def loads(body: bytes) -> Any:
     """Decode UTF-8 JSON bytes, or raise ``StrictJsonError``."""
-    if b"\\u" not in body and not has_long_digits(body):
+    ends = screen(body)
+    if ends is not None:
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
             pass  # the strict path says what is wrong, in the words its errors use
         else:
-            if _keys(document, _FAST_DEPTH) == key_ends(body):
+            if _keys(document, _FAST_DEPTH) == ends:
                 return document
     return _strict_loads(body)
 
@@ -91,10 +92,21 @@ _DIGITS_AS_NINE = bytes(0x39 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 _LONG_RUN = b"9" * (MAX_INT_DIGITS + 1)
 
 
-def key_ends(body: bytes) -> int:
-    """How many places in ``body`` a key could end: a quote, optional JSON whitespace, a
-    colon. With the whitespace deleted (in C, one pass) each such place is a ``":``."""
-    return body.translate(None, _JSON_SPACE).count(b'":')
+#: Every digit as ``9``, every other byte as itself: a long number is a long run of nines.
+_NINES = bytes(0x39 if 0x30 <= i <= 0x39 else i for i in range(256))
+
+
+def screen(body: bytes) -> int | None:
+    """What a fast decoder must be checked for, in one C pass over ``body``: None when it
+    holds a ``\\u`` escape (a lone surrogate decodes silently) or a run of more than
+    ``MAX_INT_DIGITS`` digits; else how many places a key could end (a quote, optional JSON
+    whitespace, a colon), which a decoded document must match key for key, or it repeated
+    one. With the whitespace deleted, each such place is a ``":``; the deletion can only join
+    runs of digits (more documents left to the strict path, never fewer)."""
+    squeezed = body.translate(_NINES, _JSON_SPACE)
+    if b"\\u" in squeezed or _LONG_RUN in squeezed:
+        return None
+    return squeezed.count(b'":')
 
 
 def has_long_digits(body: bytes) -> bool:
