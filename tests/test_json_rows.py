@@ -9,6 +9,7 @@ hook that refuses repeated keys), on hostile lines and on generated ones.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
-from exchange.api import dhis2_json, json_rows, strict_json
+from exchange.api import dhis2_json, json_rows, strict_json, upload_commit
 from exchange.clients.push import PushError, _json_parts, _json_rows, push_file
 from exchange.formats import dhis2_values
+from nodes.tables import cell_tables
 from schemas.standard import STANDARD_SCHEMAS
 from schemas.validation import JsonColumns, ReportShapeError, json_columns
 from tests.samples import weekly_rows
@@ -246,3 +249,48 @@ def test_a_key_given_twice_in_a_large_file_is_refused_not_dropped(
         push_file(client, token=agency_secret, schema_id="weekly_epi@1", path=path, chunk_rows=5)
     assert "cases" in str(refused.value)
     assert stored_counts(node) == (0, 0)
+
+
+def test_json_lines_batches_cut_inside_parts_keep_the_files_line_numbers(
+    client: TestClient, agency: dict[str, str], node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts cut mid-line, blank lines, batches of 3 rows cut inside a part, one line the
+    fast path must leave to the strict one: errors name the file's lines, and the fixed file
+    stores what the standard library reads from it."""
+    monkeypatch.setattr(upload_commit, "BATCH_ROWS", 3)
+    rows = weekly_rows(range(1, 4))  # 12 rows; lines 4 and 5 of the file are blank
+    opened = client.post(
+        "/v1/uploads",
+        json={"schema_id": "weekly_epi@1", "media_type": "application/x-ndjson"},
+        headers=agency,
+    ).json()
+    upload = f"/v1/uploads/{opened['upload_id']}"
+
+    def commit(bad_deaths: bool, twice: bool) -> Any:
+        lines = [json.dumps(row) for row in rows]
+        if bad_deaths:  # file line 7: text is not a count
+            lines[4] = lines[4].replace('"deaths": 0', '"deaths": "0"')
+        if twice:  # file line 12: a key given twice
+            lines[9] = lines[9].replace('"cases": 5', '"cases": 5, "cases": 6')
+        data = ("\n".join(lines[:3]) + "\n\n  \n" + "\n".join(lines[3:]) + "\n").encode()
+        cuts = [0, 17, 300, 301, len(data) - 5, len(data)]
+        for number, (start, end) in enumerate(itertools.pairwise(cuts), 1):
+            put = client.put(f"{upload}/parts/{number}", content=data[start:end], headers=agency)
+            assert put.status_code == 200, put.text
+        return client.post(f"{upload}/commit", headers=agency), data
+
+    both, _data = commit(bad_deaths=True, twice=True)
+    assert both.status_code == 422
+    assert both.json()["detail"] == "line 12: the key 'cases' appears twice in one object"
+    deaths, _data = commit(bad_deaths=True, twice=False)
+    assert deaths.status_code == 422
+    assert [(e["row"], e["field"]) for e in deaths.json()["errors"]] == [(7, "deaths")]
+    assert stored_counts(node) == (0, 0)
+    receipt, data = commit(bad_deaths=False, twice=False)
+    assert receipt.status_code == 201, receipt.text
+    assert receipt.json()["rows"] == 12
+    table = cell_tables["weekly_epi@1"]
+    with node.engine.connect() as conn:
+        stored = conn.execute(select(*(table.c[f] for f in FIELDS))).all()
+    expected = [python_loads(line) for line in data.decode().splitlines() if line.strip()]
+    assert sorted(map(tuple, stored)) == sorted(tuple(r[f] for f in FIELDS) for r in expected)

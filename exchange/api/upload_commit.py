@@ -399,7 +399,9 @@ class _PendingColumns:
         self.numbers.extend(numbers)
 
     def take(self, n: int) -> tuple[JsonColumns, list[int]]:
-        """The first ``n`` rows (their names: any field given in the rows pending)."""
+        """The first ``n`` rows. Their names are the fields given in any row pending, so a
+        field that only later rows give is a null in these (refused row by row if required),
+        not a column missing from the file."""
         taken = JsonColumns(frozenset(self.names), {k: v[:n] for k, v in self.columns.items()}, n)
         numbers = self.numbers[:n]
         for column in self.columns.values():
