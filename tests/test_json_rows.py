@@ -294,3 +294,17 @@ def test_json_lines_batches_cut_inside_parts_keep_the_files_line_numbers(
         stored = conn.execute(select(*(table.c[f] for f in FIELDS))).all()
     expected = [python_loads(line) for line in data.decode().splitlines() if line.strip()]
     assert sorted(map(tuple, stored)) == sorted(tuple(r[f] for f in FIELDS) for r in expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"dataValues": [{"value": "\xff"}]}',  # not UTF-8
+        b'{"dataValues": [{"value": "\xed\xa0\x80"}]}',  # a surrogate, encoded
+        b'\xef\xbb\xbf{"dataValues": []}',  # a byte order mark
+        b'{"dataValues": [{"value": "a\x01"}]}',  # a control character in a string
+    ],
+)
+def test_bytes_the_strict_decoder_refuses_are_left_to_it(body: bytes) -> None:
+    assert dhis2_json.data_values(body) is None
+    assert slow_values(body) == "refused"
