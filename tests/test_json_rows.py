@@ -184,6 +184,7 @@ VALUE = '{"dataElement": "deCases0001", "orgUnit": "ou001001xxx", "value": "4"}'
         ("{}", True),
         ('{"dataValues": []}', True),
         ('{"dataValues": [{"value": "1", "value": "2"}]}', False),  # a key given twice
+        ('{"dataValues": [{"value": "1", "comment": "a", "comment": "b"}]}', False),
         ('{"period": "2026W5", "period": "2026W6", "dataValues": []}', False),
         ('{"dataValues": [{"value": "1"}], "dataValues": []}', False),
         ('{"dataValues": [{"value": {"n": 1}}]}', False),  # nested

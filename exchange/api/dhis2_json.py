@@ -88,10 +88,15 @@ def data_values(body: bytes) -> DataValues | None:
         if absent:
             default = getattr(document, field, absent_is)
             default = absent_is if default is _UNSET else default
-            column = [default if v is _UNSET else v for v in column]
+            column = (
+                [default] * n if absent == n else [default if v is _UNSET else v for v in column]
+            )
         columns[field] = column
-    for field in _IGNORED:
-        keys += n - operator.countOf(map(operator.attrgetter(field), values), _UNSET)
+    # The text's key ends bound the keys given from above, so if the fields read account
+    # for all of them, no ignored field was given (the usual set): no need to count those.
+    if keys != ends:
+        for field in _IGNORED:
+            keys += n - operator.countOf(map(operator.attrgetter(field), values), _UNSET)
     if keys != ends:
         return None  # a key given twice, or key-like text inside a string: the strict path
     return DataValues(
