@@ -23,12 +23,23 @@ from sqlalchemy import select
 from exchange.api import dhis2_json, json_rows, strict_json, upload_commit
 from exchange.clients.push import PushError, _json_parts, _json_rows, push_file
 from exchange.formats import dhis2_values
+from exchange.formats.dhis2 import IdSchemes
+from exchange.formats.dhis2_mapping import mapping_from_yaml
+from nodes.directory import sample_gazetteer
 from nodes.tables import cell_tables
+from schemas.registry import SchemaRegistry
 from schemas.standard import STANDARD_SCHEMAS
 from schemas.validation import JsonColumns, ReportShapeError, json_columns
 from tests.samples import weekly_rows
 from tests.test_push_api import stored_counts
 
+MAPPING = mapping_from_yaml(
+    (Path(__file__).parents[1] / "docs" / "examples" / "dhis2.yaml").read_text(),
+    SchemaRegistry(),
+    sample_gazetteer("XA"),
+)
+UIDS = IdSchemes()
+CODES = IdSchemes(data_element="CODE", org_unit="CODE", category_option_combo="CODE", other="CODE")
 WEEKLY = next(s for s in STANDARD_SCHEMAS if s.id == "weekly_epi@1")
 FIELDS = [f.name for f in WEEKLY.fields]
 
@@ -152,8 +163,8 @@ def slow_values(body: bytes) -> dhis2_values.DataValues | str:
         return "refused"
 
 
-def agree_dhis2(body: bytes) -> dhis2_values.DataValues | None:
-    fast = dhis2_json.data_values(body)
+def agree_dhis2(body: bytes, schemes: IdSchemes = UIDS) -> dhis2_values.DataValues | None:
+    fast = dhis2_json.data_values(body, MAPPING, schemes)
     if fast is not None:
         slow = slow_values(body)
         assert slow != "refused", body
@@ -167,35 +178,45 @@ def agree_dhis2(body: bytes) -> dhis2_values.DataValues | None:
     return fast
 
 
-VALUE = '{"dataElement": "deCases0001", "orgUnit": "ou001001xxx", "value": "4"}'
+VALUE = '{"dataElement": "deCases0001", "orgUnit": "ouXAP1D1000", "value": "4"}'
 
 
 @pytest.mark.parametrize(
     ("body", "taken"),
     [
         ('{"dataSet": "ds1", "period": "2026W5", "dataValues": [' + VALUE + "]}", True),
-        ('{"dataValues": [' + VALUE + ", " + VALUE.replace('"4"', "4") + "]}", True),
+        ('{"dataValues": [' + VALUE + ", " + VALUE.replace("Cases0001", "Deaths001") + "]}", True),
         (
             '{"period": "2026W5", "orgUnit": "ouX", "attributeOptionCombo": "a", "dataValues": ['
-            '{"dataElement": "d", "period": null, "deleted": true, "followup": false,'
+            '{"dataElement": "deDeaths001", "period": null, "deleted": true, "followup": false,'
             ' "storedBy": "s", "created": "c", "lastUpdated": "l", "comment": "k"}]}',
+            True,
+        ),
+        (  # colons inside strings: counted where keys can end instead
+            '{"dataValues": [{"dataElement": "deTests0001", "categoryOptionCombo": "cFA00to04xx",'
+            ' "attributeOptionCombo": "HllvX50cXC0", "created": "2026-02-01T10:00:00.000"}]}',
             True,
         ),
         ("{}", True),
         ('{"dataValues": []}', True),
         ('{"dataValues": [{"value": "1", "value": "2"}]}', False),  # a key given twice
         ('{"dataValues": [{"value": "1", "comment": "a", "comment": "b"}]}', False),
+        ('{"dataValues": [{"created": "1:2", "created": "3:4"}]}', False),
         ('{"period": "2026W5", "period": "2026W6", "dataValues": []}', False),
         ('{"dataValues": [{"value": "1"}], "dataValues": []}', False),
         ('{"dataValues": [{"value": {"n": 1}}]}', False),  # nested
-        ('{"dataValues": [{"unknownField": 1}]}', False),
+        ('{"dataValues": [{"unknownField": "1"}]}', False),
         ('{"dataValues": null}', False),
         ('{"dataValues": [1]}', False),
         ("[]", False),
         ('{"dataValues": [{"comment": "\\u00e9"}]}', False),
         ('{"dataValues": [{"value": ' + "1" * 20 + "}]}", False),
+        ('{"dataValues": [{"value": 4}]}', False),  # a number: DHIS2 sends text
         ('{"dataValues": [{"comment": "a\\": b"}]}', False),
         ('{"dataValues": [{"value": NaN}]}', False),
+        ('{"dataValues": [{"dataElement": "deUnknown01"}]}', False),  # not in the mapping
+        ('{"dataValues": [{"orgUnit": "XA-P1-D1"}]}', False),  # a code, read by UID
+        ('{"dataValues": [{"categoryOptionCombo": ""}]}', False),
     ],
 )
 def test_hostile_data_value_sets_are_read_alike_or_left_to_the_strict_path(
@@ -204,24 +225,64 @@ def test_hostile_data_value_sets_are_read_alike_or_left_to_the_strict_path(
     assert (agree_dhis2(body.encode()) is not None) == taken
 
 
-value_keys = st.sampled_from(
-    [*dhis2_json.DataValue.__struct_fields__, "dataElement", "value", "unknown"]
+value_keys = st.sampled_from([*dhis2_json.VALUE_FIELDS, "dataElement", "value", "unknown"])
+#: Identifiers the mapping knows (by UID and by code), and text that could be one.
+dhis2_ids = st.sampled_from(
+    ["deCases0001", "EPI_CASES", "ouXAP1D1000", "XA-P1-D1", "cFA00to04xx", "HllvX50cXC0", "2026W5"]
 )
+dhis2_scalars = dhis2_ids | dhis2_ids | scalars
 set_keys = st.sampled_from(["dataSet", "period", "orgUnit", "attributeOptionCombo", "period"])
 
 
 @given(
-    st.lists(st.tuples(set_keys, scalars), max_size=3),
-    st.lists(st.lists(st.tuples(value_keys, scalars), max_size=5), max_size=4),
+    st.lists(st.tuples(set_keys, dhis2_scalars), max_size=3),
+    st.lists(st.lists(st.tuples(value_keys, dhis2_scalars), max_size=5), max_size=4),
     st.booleans(),
+    st.sampled_from([UIDS, CODES]),
 )
 def test_generated_data_value_sets_are_read_alike(
-    head: list[tuple[str, Any]], values: list[list[tuple[str, Any]]], spaced: bool
+    head: list[tuple[str, Any]],
+    values: list[list[tuple[str, Any]]],
+    spaced: bool,
+    schemes: IdSchemes,
 ) -> None:
     inner = ",".join(render(pairs, spaced) for pairs in values)
     colon = " : " if spaced else ":"
     body = render(head, spaced)[:-1] + ("," if head else "") + f'"dataValues"{colon}[{inner}]}}'
-    agree_dhis2(body.encode())
+    agree_dhis2(body.encode(), schemes)
+
+
+#: Values the fast path reads, field by field (a timestamp's colons included).
+valid = {
+    "dataElement": st.sampled_from(["deCases0001", "deTests0001"]),
+    "period": st.sampled_from(["2026W5", "2026W6"]),
+    "orgUnit": st.sampled_from(["ouXAP1D1000", "ouXAP1D2000"]),
+    "categoryOptionCombo": st.sampled_from(["cFA00to04xx", "HllvX50cXC0"]),
+    "value": st.sampled_from(["4", "12", ""]),
+    "created": st.sampled_from(["2026-02-01T10:00:00.000", "a:b"]),
+    "comment": st.sampled_from(['":', "x"]),
+}
+valid_pairs = st.sampled_from(sorted(valid)).flatmap(lambda k: st.tuples(st.just(k), valid[k]))
+
+
+@given(st.lists(st.lists(valid_pairs, max_size=7), max_size=4), st.booleans())
+def test_generated_sets_the_fast_path_reads_repeat_no_key_unseen(
+    values: list[list[tuple[str, Any]]], spaced: bool
+) -> None:
+    body = '{"dataValues": [' + ",".join(render(pairs, spaced) for pairs in values) + "]}"
+    fast = agree_dhis2(body.encode())
+    repeated = any(len({k for k, _ in pairs}) < len(pairs) for pairs in values)
+    assert fast is None or not repeated
+
+
+def test_identifiers_are_read_by_the_scheme_asked_for() -> None:
+    body = (
+        b'{"dataValues": [{"dataElement": "EPI_CASES", "period": "2026W5", "orgUnit": "XA-P1-D1",'
+        b' "categoryOptionCombo": "FEMALE_0-4", "attributeOptionCombo": "default", "value": "4"}]}'
+    )
+    by_code = agree_dhis2(body, CODES)
+    assert by_code is not None and by_code.data_element == ["EPI_CASES"]
+    assert agree_dhis2(body) is None  # codes are not UIDs: the slow path names the conflict
 
 
 def test_the_client_sends_each_row_as_written_on_one_line() -> None:
@@ -307,5 +368,5 @@ def test_json_lines_batches_cut_inside_parts_keep_the_files_line_numbers(
     ],
 )
 def test_bytes_the_strict_decoder_refuses_are_left_to_it(body: bytes) -> None:
-    assert dhis2_json.data_values(body) is None
+    assert dhis2_json.data_values(body, MAPPING, UIDS) is None
     assert slow_values(body) == "refused"

@@ -181,6 +181,25 @@ def test_a_cell_stated_in_two_parts_is_a_duplicate_across_batches(
     assert stored_counts(node) == (0, 0)
 
 
+def test_cells_that_only_share_a_hash_are_not_duplicates(
+    client: TestClient, agency: dict[str, str], node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every key hashed alike: the unique index fails, the keys themselves decide."""
+    monkeypatch.setattr(upload_commit, "BATCH_ROWS", 2)
+    monkeypatch.setattr(upload_commit, "hash", lambda _key: 7, raising=False)
+    rows = weekly_rows(range(1, 3))
+    upload_id = open_upload(client, agency)
+    put(client, agency, upload_id, 1, as_csv([*rows, rows[5]]).encode())
+    problem = client.post(f"{UPLOADS}/{upload_id}/commit", headers=agency).json()
+    assert [(e["row"], e["code"]) for e in problem["errors"]] == [(10, "duplicate_cell")]
+    assert "row 7" in problem["errors"][0]["detail"]
+    again = open_upload(client, agency)
+    put(client, agency, again, 1, as_csv(rows).encode())
+    receipt = client.post(f"{UPLOADS}/{again}/commit", headers=agency)
+    assert receipt.status_code == 201, receipt.text
+    assert stored_counts(node)[1] == len(rows)
+
+
 def test_a_province_and_its_district_in_different_batches_are_refused(
     client: TestClient, agency: dict[str, str], node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:

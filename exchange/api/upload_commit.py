@@ -442,29 +442,38 @@ def _validated(validate: Callable[[], Batch], numbers: list[int]) -> Attempt:
 class _Scratch:
     """The validated rows of one commit, in a SQLite file private to it.
 
-    Each batch is kept whole, serialized with ``marshal`` (lists of text, integers and None,
-    written and read back by this process only), so reading it back costs little; the cell
-    keys go to a table of their own, with the file line of each row, for the checks in SQL.
+    Each batch is kept whole, with the file line of each row, serialized with ``marshal``
+    (lists of text, integers and None, written and read back by this process only), so
+    reading it back costs little. The checks across batches need the cell keys: each row's
+    key goes to a table of its own as one integer, its hash, with the row's line. Equal keys
+    have equal hashes, so a unique index over them that builds finds no cell stated twice;
+    only when it fails (a repeat, or two keys of one hash) are the keys themselves staged
+    from the batches, and SQL names every repeated row, as it does for nested areas.
     """
 
     def __init__(self, path: Path, schema: ReportSchema) -> None:
         self.schema = schema
         self.columns = schema.stored_columns
+        self.areas: set[object] = set()
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode = OFF")
         self.db.execute("PRAGMA synchronous = OFF")
-        self.db.execute("CREATE TABLE batches (rows INTEGER NOT NULL, columns BLOB NOT NULL)")
-        names = ", ".join(f'"{k}"' for k in schema.cell_key)
-        self.db.execute(f"CREATE TABLE staged (line INTEGER NOT NULL, {names})")
-        marks = ", ".join("?" for _ in schema.cell_key)
-        self._insert_keys = f"INSERT INTO staged VALUES (?, {marks})"  # noqa: S608
+        self.db.execute(
+            "CREATE TABLE batches (rows INTEGER NOT NULL, columns BLOB NOT NULL, "
+            "lines BLOB NOT NULL)"
+        )
+        self.db.execute("CREATE TABLE hashed (line INTEGER NOT NULL, cell INTEGER NOT NULL)")
+        self._keyed = False
 
     def add(self, batch: Batch, numbers: Sequence[int]) -> None:
         blob = marshal.dumps([batch.columns[c] for c in self.columns])
-        keys = zip(numbers, *(batch.columns[k] for k in self.schema.cell_key), strict=True)
+        lines = marshal.dumps(list(numbers))
+        cells = map(hash, zip(*(batch.columns[k] for k in self.schema.cell_key), strict=True))
+        if self.schema.area_key is not None:
+            self.areas.update(batch.columns[self.schema.area_key])
         self.db.execute("BEGIN")
-        self.db.execute("INSERT INTO batches VALUES (?, ?)", (batch.rows, blob))
-        self.db.executemany(self._insert_keys, keys)
+        self.db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch.rows, blob, lines))
+        self.db.executemany("INSERT INTO hashed VALUES (?, ?)", zip(numbers, cells, strict=True))
         self.db.execute("COMMIT")
 
     def batches(self, _conn: Connection) -> Iterator[Batch]:
@@ -473,6 +482,22 @@ class _Scratch:
             columns = dict(zip(self.columns, values, strict=True))
             yield Batch(schema=self.schema, columns=columns, rows=rows)
 
+    def _stage_keys(self) -> None:
+        """The table ``staged``: each row's line and cell key, for the queries that name rows."""
+        if self._keyed:
+            return
+        key = self.schema.cell_key
+        names = ", ".join(f'"{k}"' for k in key)
+        self.db.execute(f"CREATE TABLE staged (line INTEGER NOT NULL, {names})")
+        marks = ", ".join("?" for _ in key)
+        insert = f"INSERT INTO staged VALUES (?, {marks})"  # noqa: S608 (names from schema)
+        at = [self.columns.index(k) for k in key]
+        for blob, lines in self.db.execute("SELECT columns, lines FROM batches ORDER BY rowid"):
+            values = marshal.loads(blob)  # noqa: S302 (bytes this commit wrote to its own file)
+            numbers = marshal.loads(lines)  # noqa: S302
+            self.db.executemany(insert, zip(numbers, *(values[i] for i in at), strict=True))
+        self._keyed = True
+
     def check_cells(self, ctx: ValidationContext, errors: ErrorLog) -> None:
         """Each cell once, and no area with an area inside it for the same rest of the key."""
         self._duplicates(errors)
@@ -480,16 +505,17 @@ class _Scratch:
             self._nested(ctx, errors)
 
     def _duplicates(self, errors: ErrorLog) -> None:
-        """A unique index over the keys builds in C and fails on the first repeat; only then
-        is the slower query run that names every repeated row and where it came first."""
-        key = self.schema.cell_key
-        names = ", ".join(f'"{k}"' for k in key)
-        unique = ", ".join(f'ifnull("{k}", char(0))' for k in key)  # NULLs are equal here
+        """A unique index over the hashes builds in C and fails on the first repeat; only
+        then are the keys staged and the slower query run that names every repeated row and
+        where it came first (none, if two keys only shared a hash)."""
         try:
-            self.db.execute(f"CREATE UNIQUE INDEX cells ON staged ({unique})")
+            self.db.execute("CREATE UNIQUE INDEX cells ON hashed (cell)")
             return
         except sqlite3.IntegrityError:
             pass
+        self._stage_keys()
+        key = self.schema.cell_key
+        names = ", ".join(f'"{k}"' for k in key)
         query = (
             f"SELECT line, first, {names} FROM (SELECT line, {names}, "  # noqa: S608
             f"MIN(line) OVER (PARTITION BY {names}) AS first FROM staged) "
@@ -504,11 +530,11 @@ class _Scratch:
         area = self.schema.area_key
         if area is None:
             return
-        codes = {c for (c,) in self.db.execute(f'SELECT DISTINCT "{area}" FROM staged')}  # noqa: S608
-        ancestry = {c: ctx.gazetteer.ancestors(c) for c in codes}
-        containing = codes.intersection(a for found in ancestry.values() for a in found)
+        ancestry = {c: ctx.gazetteer.ancestors(str(c)) for c in self.areas}
+        containing = self.areas.intersection(a for found in ancestry.values() for a in found)
         if not containing:
             return
+        self._stage_keys()
         self.db.execute("CREATE TEMPORARY TABLE ancestry (code, ancestor, depth)")
         self.db.executemany(
             "INSERT INTO ancestry VALUES (?, ?, ?)",

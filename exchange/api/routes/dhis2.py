@@ -238,7 +238,7 @@ def import_body(
         status, message = refusal(str(exc), values=0, schemes=schemes, dry_run=dry_run)
         return status, message, None
     try:
-        values = _read(body, content_type)
+        values = _read(body, content_type, mapping, schemes)
     except dhis2_values.DataValueSetError as exc:
         status, message = refusal(str(exc), values=0, schemes=schemes, dry_run=dry_run)
         return status, message, None
@@ -309,7 +309,9 @@ def import_body(
     return status, message, stored
 
 
-def _read(body: bytes, content_type: str) -> dhis2_values.DataValues:
+def _read(
+    body: bytes, content_type: str, mapping: DhisMapping, schemes: IdSchemes
+) -> dhis2_values.DataValues:
     if content_type in CSV_TYPES:
         try:
             text = body.decode("utf-8-sig")
@@ -318,7 +320,7 @@ def _read(body: bytes, content_type: str) -> dhis2_values.DataValues:
                 f"the CSV is not UTF-8 (byte {exc.start} is invalid)"
             ) from None
         return dhis2_values.from_csv(text)
-    fast = dhis2_json.data_values(body)
+    fast = dhis2_json.data_values(body, mapping, schemes)
     if fast is not None:
         return fast
     try:
