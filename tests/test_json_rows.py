@@ -300,6 +300,30 @@ def test_the_client_sends_each_row_as_written_on_one_line() -> None:
     assert [python_loads(line) for line in lines] == rows
 
 
+@pytest.mark.parametrize(
+    ("breaks", "limit", "sizes"),
+    [
+        ((), 1 << 20, [5, 5, 2]),  # compact: each part joined at once
+        ((7,), 1 << 20, [5, 5, 2]),  # a line break in row 8: from its part on, row by row
+        ((), 400, None),  # parts past the byte limit: row by row, each under it
+    ],
+)
+def test_json_parts_hold_every_row_once_on_a_line_of_its_own(
+    breaks: tuple[int, ...], limit: int, sizes: list[int] | None
+) -> None:
+    rows = weekly_rows(range(1, 4))
+    texts = [json.dumps(row, indent=1 if i in breaks else None) for i, row in enumerate(rows)]
+    parsed = _json_rows(("[" + ",\r\n".join(texts) + "]").encode())
+    assert parsed is not None
+    parts = list(_json_parts(parsed[0], per_part=5, limit=limit))
+    assert all(len(data) <= limit and 0 < n <= 5 for data, n in parts)
+    if sizes is not None:
+        assert [n for _data, n in parts] == sizes
+    lines = b"".join(data for data, _n in parts).decode().split("\n")
+    assert lines.pop() == ""
+    assert [python_loads(line) for line in lines] == rows
+
+
 def test_a_key_given_twice_in_a_large_file_is_refused_not_dropped(
     client: TestClient, agency_secret: str, node: Any, tmp_path: Path
 ) -> None:

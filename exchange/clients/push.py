@@ -112,8 +112,22 @@ def _json_rows(body: bytes) -> tuple[list[msgspec.Raw], dict[str, Any]] | None:
 
 def _json_parts(rows: list[msgspec.Raw], per_part: int, limit: int) -> Iterator[tuple[bytes, int]]:
     """JSON Lines, ``per_part`` rows (and at most ``limit`` bytes) a part: each row's own
-    bytes on a line. A line break inside a row can only be whitespace (JSON strings escape
-    theirs), so it becomes a space."""
+    bytes on a line. A part is joined at once when no row in it holds a line break and it
+    fits; from the first that does not, the rest go row by row."""
+    for start in range(0, len(rows), per_part):
+        chunk = list(map(bytes, rows[start : start + per_part]))
+        part = b"\n".join(chunk) + b"\n"
+        if len(part) > limit or part.count(b"\n") != len(chunk) or b"\r" in part:
+            yield from _json_lines_by_row(rows[start:], per_part, limit)
+            return
+        yield part, len(chunk)
+
+
+def _json_lines_by_row(
+    rows: list[msgspec.Raw], per_part: int, limit: int
+) -> Iterator[tuple[bytes, int]]:
+    """A line break inside a row can only be whitespace (JSON strings escape theirs), so it
+    becomes a space; a part ends before the row that would take it past ``limit``."""
     pending: list[bytes] = []
     size = 0
     for row in rows:
