@@ -86,6 +86,7 @@ class WebMessage(BaseModel):
     response: ImportSummary
 
 
+_FLAGS = ("followup", "deleted")
 _BODY = {
     "requestBody": {
         "required": True,
@@ -105,19 +106,8 @@ _BODY = {
                             "items": {
                                 "type": "object",
                                 "properties": {
-                                    name: {"type": "string"}
-                                    for name in (
-                                        "dataElement",
-                                        "period",
-                                        "orgUnit",
-                                        "categoryOptionCombo",
-                                        "attributeOptionCombo",
-                                        "value",
-                                        "storedBy",
-                                        "created",
-                                        "lastUpdated",
-                                        "comment",
-                                    )
+                                    name: {"type": "boolean" if name in _FLAGS else "string"}
+                                    for name in dhis2_json.VALUE_FIELDS
                                 },
                             },
                         },
