@@ -442,10 +442,10 @@ def _validated(validate: Callable[[], Batch], numbers: list[int]) -> Attempt:
 class _Scratch:
     """The validated rows of one commit, in a SQLite file private to it.
 
-    Each batch is kept whole, with the file line of each row, serialized with ``marshal``
-    (lists of text, integers and None, written and read back by this process only), so
-    reading it back costs little. The checks across batches need the cell keys: each row's
-    key goes to a table of its own as one integer, its hash, with the row's line. Equal keys
+    Each batch is kept whole, serialized with ``marshal`` (lists of text, integers and None,
+    written and read back by this process only), so reading it back costs little. The checks
+    across batches need the cell keys: each row's key goes to a table of its own as one
+    integer, its hash, with the row's file line, in row order. Equal keys
     have equal hashes, so a unique index over them that builds finds no cell stated twice;
     only when it fails (a repeat, or two keys of one hash) are the keys themselves staged
     from the batches, and SQL names every repeated row, as it does for nested areas.
@@ -458,21 +458,17 @@ class _Scratch:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode = OFF")
         self.db.execute("PRAGMA synchronous = OFF")
-        self.db.execute(
-            "CREATE TABLE batches (rows INTEGER NOT NULL, columns BLOB NOT NULL, "
-            "lines BLOB NOT NULL)"
-        )
+        self.db.execute("CREATE TABLE batches (rows INTEGER NOT NULL, columns BLOB NOT NULL)")
         self.db.execute("CREATE TABLE hashed (line INTEGER NOT NULL, cell INTEGER NOT NULL)")
         self._keyed = False
 
     def add(self, batch: Batch, numbers: Sequence[int]) -> None:
         blob = marshal.dumps([batch.columns[c] for c in self.columns])
-        lines = marshal.dumps(list(numbers))
         cells = map(hash, zip(*(batch.columns[k] for k in self.schema.cell_key), strict=True))
         if self.schema.area_key is not None:
             self.areas.update(batch.columns[self.schema.area_key])
         self.db.execute("BEGIN")
-        self.db.execute("INSERT INTO batches VALUES (?, ?, ?)", (batch.rows, blob, lines))
+        self.db.execute("INSERT INTO batches VALUES (?, ?)", (batch.rows, blob))
         self.db.executemany("INSERT INTO hashed VALUES (?, ?)", zip(numbers, cells, strict=True))
         self.db.execute("COMMIT")
 
@@ -492,9 +488,10 @@ class _Scratch:
         marks = ", ".join("?" for _ in key)
         insert = f"INSERT INTO staged VALUES (?, {marks})"  # noqa: S608 (names from schema)
         at = [self.columns.index(k) for k in key]
-        for blob, lines in self.db.execute("SELECT columns, lines FROM batches ORDER BY rowid"):
+        lines = self.db.execute("SELECT line FROM hashed ORDER BY rowid")
+        for rows, blob in self.db.execute("SELECT rows, columns FROM batches ORDER BY rowid"):
             values = marshal.loads(blob)  # noqa: S302 (bytes this commit wrote to its own file)
-            numbers = marshal.loads(lines)  # noqa: S302
+            numbers = [line for (line,) in lines.fetchmany(rows)]
             self.db.executemany(insert, zip(numbers, *(values[i] for i in at), strict=True))
         self._keyed = True
 
